@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install redone with pinned dependencies.
+#   bash install.sh           runtime + dev tools (tests, ruff)
+# torch goes in first: on a CPU machine `torch==2.13.0` resolves to the local CPU wheel; installing it
+# later would let a dependency pull the multi-GB CUDA build. constraints.txt pins every package.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${REDONE_VENV:-.venv}
+PY=${PYTHON:-python3}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+pip_() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
+if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+  pip_ "torch==2.13.0"
+fi
+pip_ -c constraints.txt -e ".[dev]"
+echo "redone installed in $VENV ($("$VENV/bin/python" -c 'import torch, megatron.core as m; print("torch", torch.__version__, "megatron-core", m.__version__)'))"
