@@ -1,0 +1,1 @@
+"""Pure tensor math of the stages' losses: tensors in, tensors and metrics out."""

@@ -1,0 +1,109 @@
+"""`redone <command>`: the one entry point.
+
+Multi-process runs: under torchrun or srun each rank runs the command; `--nproc N` on a plain shell
+re-launches the command under torchrun with N local processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config_loader import ConfigError, load_config
+
+UNDER_LAUNCHER = ("RANK", "SLURM_PROCID")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", nargs="?", type=Path, help="YAML recipe (only what differs from the defaults)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set sft.optimizer.lr=1e-4 (repeatable)",
+    )
+    p.add_argument("--nproc", type=int, default=1, help="local processes (re-launches under torchrun)")
+
+
+def _relaunch_under_torchrun(nproc: int) -> int:
+    argv = [a for a in sys.argv[1:]]
+    i = argv.index("--nproc")
+    del argv[i : i + 2]
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "nemo_recipes.cli",
+        *argv,
+    ]
+    return subprocess.call(cmd, env=env)
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.stages.sft import run_sft
+
+    outcome = run_sft(cfg)
+    if not outcome.completed:
+        return 3  # stopped by a signal after checkpointing: run again to resume
+    return 0
+
+
+def _cmd_init_model(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.model.init_checkpoint import init_model_checkpoint
+
+    print(f"saved {init_model_checkpoint(cfg, args.out)}")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Print the resolved config (validates the recipe without building anything)."""
+    import yaml
+
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+COMMANDS = {
+    "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
+    "init-model": (
+        _cmd_init_model,
+        "save the configured model, randomly initialised (seeded), as a checkpoint",
+    ),
+    "config": (_cmd_config, "validate a recipe and print the resolved config"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="redone", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _add_run_args(p)
+        if name == "init-model":
+            p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
+    args = parser.parse_args(argv)
+    if args.nproc > 1 and not any(v in os.environ for v in UNDER_LAUNCHER):
+        return _relaunch_under_torchrun(args.nproc)
+    try:
+        return COMMANDS[args.command][0](args)
+    except ConfigError as e:
+        print(f"redone {args.command}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

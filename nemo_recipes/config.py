@@ -1,0 +1,222 @@
+"""The run config tree: typed sections, defaults in code, cross-field rules. Torch-free.
+
+A recipe YAML holds only what differs from these defaults; `config_loader.load_config` merges it with
+`--set` overrides and validates once. `check_launch` adds the rules that need the world size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from nemo_recipes.config_loader import ConfigError, StrictModel
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def resolve_asset(name_or_path: str, kind: str) -> Path:
+    """A shipped asset by name (`assets/<kind>/<name>`) or a filesystem path."""
+    shipped = ASSETS / kind / name_or_path
+    if shipped.exists():
+        return shipped
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path
+    known = sorted(p.name for p in (ASSETS / kind).iterdir()) if (ASSETS / kind).is_dir() else []
+    raise ConfigError(f"{kind} {name_or_path!r}: neither a path nor a shipped {kind} (shipped: {known})")
+
+
+class ModelConfig(StrictModel):
+    """Architecture (an HF-style config.json) and numerics."""
+
+    hf_config: str = "tiny-qwen3"
+    """A directory with an HF config.json, or a shipped preset under assets/models."""
+    tokenizer: str = "tiny"
+    """An HF tokenizer directory, or a shipped one under assets/tokenizer."""
+    init_from: Path | None = None
+    """A megatron checkpoint directory to start from; None = random init (seeded)."""
+    transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
+    """The one switch for GPU-only kernels: auto = Transformer Engine when CUDA and TE are present."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    fp8: Literal["e4m3", "hybrid"] | None = None
+    """FP8 recipe passed to megatron-core; needs Transformer Engine on a GPU."""
+    init_method_std: PositiveFloat = 0.02
+    recompute: Literal["full", "selective"] | None = None
+
+    def hf_config_dict(self) -> dict:
+        path = resolve_asset(self.hf_config, "models")
+        path = path / "config.json" if path.is_dir() else path
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the model config: {e}") from e
+
+
+class ParallelConfig(StrictModel):
+    """Model-parallel layout; data parallel size is what the world size leaves."""
+
+    tensor_model_parallel_size: PositiveInt = 1
+    pipeline_model_parallel_size: PositiveInt = 1
+    virtual_pipeline_model_parallel_size: PositiveInt | None = None
+    context_parallel_size: PositiveInt = 1
+    sequence_parallel: bool = False
+    data_parallel_size: PositiveInt | None = None
+    """Optional: if given, must equal world_size / (tp * pp * cp)."""
+    use_distributed_optimizer: bool = False
+    overlap_grad_reduce: bool = False
+    overlap_param_gather: bool = False
+
+    @property
+    def model_parallel_size(self) -> int:
+        return (
+            self.tensor_model_parallel_size * self.pipeline_model_parallel_size * self.context_parallel_size
+        )
+
+    def data_parallel_for(self, world_size: int) -> int:
+        mp = self.model_parallel_size
+        if world_size % mp:
+            raise ConfigError(
+                f"parallel: world size {world_size} is not divisible by "
+                f"tensor({self.tensor_model_parallel_size}) x pipeline({self.pipeline_model_parallel_size})"
+                f" x context({self.context_parallel_size}) = {mp}"
+            )
+        dp = world_size // mp
+        if self.data_parallel_size is not None and self.data_parallel_size != dp:
+            raise ConfigError(
+                f"parallel.data_parallel_size = {self.data_parallel_size}, but world size {world_size} / "
+                f"(tp*pp*cp = {mp}) = {dp}"
+            )
+        return dp
+
+
+class OptimizerConfig(StrictModel):
+    """AdamW through megatron-core's optimizer, and the learning-rate schedule."""
+
+    lr: PositiveFloat = 5e-6
+    min_lr: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    adam_beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    adam_beta2: float = Field(0.95, ge=0.0, lt=1.0)
+    adam_eps: PositiveFloat = 1e-8
+    clip_grad: float = Field(1.0, ge=0.0)
+    """Global grad-norm clip; 0 disables."""
+    lr_schedule: Literal["cosine", "constant", "linear"] = "cosine"
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0.0, le=1.0)
+    """Used when warmup_steps is None: a fraction of the stage's optimizer steps."""
+
+    def warmup_for(self, total_steps: int) -> int:
+        return self.warmup_steps if self.warmup_steps is not None else int(self.warmup_fraction * total_steps)
+
+
+class CheckpointConfig(StrictModel):
+    save_interval_steps: PositiveInt = 100
+    keep_last: PositiveInt = 2
+    resume: Literal["auto", "never"] = "auto"
+    """auto: continue from the run directory's latest checkpoint if there is one."""
+    optimizer_format: Literal["dp_reshardable", "fully_reshardable"] = "dp_reshardable"
+    """Distributed-optimizer state layout on disk (see docs/checkpoints.md)."""
+
+
+class LoggingConfig(StrictModel):
+    log_interval_steps: PositiveInt = 1
+    tensorboard: bool = True
+    wandb_project: str | None = None
+    """Log to Weights & Biases under this project (requires `wandb` installed)."""
+    progress_bar: bool = True
+
+
+class SFTConfig(StrictModel):
+    """The SFT stage: data, batching, schedule."""
+
+    train_data: list[str] = Field(default_factory=lambda: ["toy_chat/train.jsonl"])
+    """JSONL chat record files (data-format.md); shipped names resolve under assets/data."""
+    valid_data: list[str] = Field(default_factory=lambda: ["toy_chat/valid.jsonl"])
+    on_bad_record: Literal["raise", "skip"] = "raise"
+    seq_length: PositiveInt = 256
+    packing: bool = True
+    truncate: bool = False
+    """Truncate conversations longer than seq_length (otherwise they are an error)."""
+    micro_batch_size: PositiveInt = 2
+    global_batch_size: PositiveInt = 8
+    """Rows (packed sequences) per optimizer step, over all data-parallel ranks."""
+    train_steps: PositiveInt | None = None
+    epochs: PositiveFloat | None = 2.0
+    """Used when train_steps is None."""
+    eval_interval_steps: PositiveInt = 50
+    eval_max_rows: PositiveInt = 64
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _steps_or_epochs(self) -> SFTConfig:
+        if self.train_steps is None and self.epochs is None:
+            raise ValueError("set sft.train_steps or sft.epochs")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size "
+                f"{self.micro_batch_size}"
+            )
+        return self
+
+
+class RunConfig(StrictModel):
+    """The whole run. `redone sft` uses model, parallel, logging, sft."""
+
+    run_dir: Path = Path("runs/default")
+    seed: int = 1234
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+
+
+def check_launch(cfg: RunConfig, world_size: int) -> int:
+    """Cross-field rules that need the world size; returns the data-parallel size.
+
+    Run on every rank before any model is built, so a bad layout fails in seconds.
+    """
+    par, sft = cfg.parallel, cfg.sft
+    dp = par.data_parallel_for(world_size)
+    if sft.global_batch_size % (sft.micro_batch_size * dp):
+        raise ConfigError(
+            f"sft.global_batch_size {sft.global_batch_size} must be a multiple of micro_batch_size "
+            f"{sft.micro_batch_size} x data-parallel size {dp}"
+        )
+    hf = cfg.model.hf_config_dict()
+    max_pos = hf.get("max_position_embeddings")
+    if max_pos is not None and sft.seq_length > max_pos:
+        raise ConfigError(
+            f"sft.seq_length {sft.seq_length} exceeds the model's max_position_embeddings {max_pos}"
+        )
+    vocab = hf.get("vocab_size", 0)
+    if vocab % par.tensor_model_parallel_size:
+        raise ConfigError(
+            f"model vocab_size {vocab} is not divisible by tensor_model_parallel_size "
+            f"{par.tensor_model_parallel_size}"
+        )
+    heads, groups = hf.get("num_attention_heads", 0), hf.get("num_key_value_heads", 0)
+    if heads % par.tensor_model_parallel_size or (groups and groups % par.tensor_model_parallel_size):
+        raise ConfigError(
+            f"attention heads ({heads}) and key/value heads ({groups}) must be divisible by "
+            f"tensor_model_parallel_size {par.tensor_model_parallel_size}"
+        )
+    layers = hf.get("num_hidden_layers", 0)
+    stages = par.pipeline_model_parallel_size * (par.virtual_pipeline_model_parallel_size or 1)
+    if layers % stages:
+        raise ConfigError(
+            f"num_hidden_layers {layers} is not divisible by pipeline stages x virtual stages {stages}"
+        )
+    if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
+        raise ConfigError(
+            "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
+        )
+    if (par.context_parallel_size > 1 or par.sequence_parallel) and cfg.model.transformer_impl == "local":
+        raise ConfigError(
+            "context_parallel_size > 1 and sequence_parallel need Transformer Engine "
+            "(model.transformer_impl: transformer_engine or auto on a GPU); the local spec supports neither"
+        )
+    return dp

@@ -1,0 +1,148 @@
+"""Layered config loading: code defaults <- YAML recipe <- `--set dotted.key=value`, validated once.
+
+Torch-free. Errors name the layer that set the bad key (file and line, or the `--set` argument), the
+dotted key path, the value, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class ConfigError(ValueError):
+    """A config problem, with where it came from."""
+
+
+def _yaml_with_lines(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    """Parse a YAML mapping and record the line of every dotted key."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config sections")
+    lines: dict[str, int] = {}
+
+    def walk(n: yaml.Node, prefix: str) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                dotted = f"{prefix}{key_node.value}"
+                lines[dotted] = key_node.start_mark.line + 1
+                walk(value_node, dotted + ".")
+
+    walk(node, "")
+    return data, lines
+
+
+def parse_override(arg: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a","b","c"], value parsed as YAML scalar/list/mapping)."""
+    if "=" not in arg:
+        raise ConfigError(f"--set {arg!r}: expected dotted.key=value")
+    key, raw = arg.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {arg!r}: empty key segment in {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {arg!r}: value is not valid YAML: {e}") from e
+    return parts, value
+
+
+def _set_dotted(tree: dict[str, Any], parts: list[str], value: Any, where: str) -> None:
+    node = tree
+    for i, p in enumerate(parts[:-1]):
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section at `loc` (for 'did you mean' hints)."""
+    model: Any = schema
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+        # Optional[Section] / Section | None
+        for arg in getattr(model, "__args__", ()) or ():
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+    return sorted(getattr(model, "model_fields", {}).keys())
+
+
+def _format_errors(e: ValidationError, schema: type[BaseModel], sources: dict[str, str]) -> str:
+    msgs = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        dotted = ".".join(str(p) for p in loc)
+        where = _source_of(dotted, sources)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(schema, loc)
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            msg = f"{where}: unknown key '{dotted}'"
+            if hint:
+                msg += f" (did you mean '{hint[0]}'?)"
+            msg += f"; allowed here: {', '.join(allowed)}"
+        else:
+            value = err.get("input")
+            msg = f"{where}: {dotted} = {value!r}: {err['msg']}"
+            if err.get("ctx", {}).get("expected"):
+                msg += f" (allowed: {err['ctx']['expected']})"
+        msgs.append(msg)
+    return "invalid config:\n  " + "\n  ".join(msgs)
+
+
+def _source_of(dotted: str, sources: dict[str, str]) -> str:
+    """The most specific layer that set `dotted` or one of its parents."""
+    parts = dotted.split(".")
+    for n in range(len(parts), 0, -1):
+        key = ".".join(parts[:n])
+        if key in sources:
+            return sources[key]
+    return "defaults"
+
+
+def load_config(schema: type[M], recipe: Path | None = None, overrides: list[str] | None = None) -> M:
+    """Merge code defaults, an optional YAML recipe and `--set` overrides, then validate once."""
+    tree: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if recipe is not None:
+        recipe = Path(recipe)
+        if not recipe.is_file():
+            raise ConfigError(f"{recipe}: recipe file not found")
+        tree, lines = _yaml_with_lines(recipe)
+        sources = {k: f"{recipe}:{line}" for k, line in lines.items()}
+    for arg in overrides or []:
+        parts, value = parse_override(arg)
+        _set_dotted(tree, parts, value, f"--set {arg}")
+        sources[".".join(parts)] = f"--set {arg}"
+    try:
+        return schema.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, schema, sources)) from None
+
+
+def dump_config(cfg: BaseModel, path: Path) -> None:
+    """Write the resolved config (every field, defaults included) as YAML."""
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")

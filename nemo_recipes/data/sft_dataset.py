@@ -1,0 +1,313 @@
+"""The SFT data path after the record reader: tokenise chats, pack them into rows, collate to tensors.
+
+* :func:`tokenize_chat` renders a :class:`~data_prep.records.ChatRecord` with the tokenizer's chat
+  template and marks the assistant-generated tokens (content plus the closing end-of-turn token).
+* :func:`pack_sequences` puts whole conversations into rows of exactly ``seq_length`` tokens;
+  :func:`unpacked_rows` puts one conversation per row (the reference packing must match).
+* :func:`collate` stacks rows into an :class:`SFTBatch` of tensors with a block-diagonal causal mask.
+
+Within a row, position ``j`` of a document predicts its token ``j + 1`` (``labels``) and is trained on
+(``loss_mask`` 1) only when that token is assistant-generated; a document's last position and all
+padding carry no loss, so nothing is ever predicted across a document boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from data_prep.records import ChatRecord
+
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+class ChatTemplateError(ValueError):
+    """The tokenizer's chat template cannot give a reliable assistant-token mask for a record."""
+
+
+@dataclass(frozen=True)
+class TokenizedChat:
+    """One rendered, tokenised conversation; ``assistant_mask[i]`` is True for trained tokens."""
+
+    input_ids: list[int]
+    assistant_mask: list[bool]
+    record_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.input_ids) != len(self.assistant_mask):
+            raise ValueError(
+                f"input_ids ({len(self.input_ids)}) and assistant_mask ({len(self.assistant_mask)}) "
+                "must have the same length"
+            )
+
+
+@dataclass(frozen=True)
+class PackedRow:
+    """One training row of exactly ``seq_length`` tokens holding one or more whole documents.
+
+    ``tokens``/``labels``/``loss_mask``/``position_ids`` all have length ``seq_length``; documents
+    sit back to back from position 0 in ``document_indices`` order (indices into the examples given
+    to the packer), padding fills the rest. ``position_ids`` restart at 0 for each document and for
+    the padding run.
+    """
+
+    tokens: list[int]
+    labels: list[int]
+    loss_mask: list[int]
+    position_ids: list[int]
+    document_lengths: list[int]
+    document_indices: list[int]
+
+    @property
+    def padding_length(self) -> int:
+        """Number of padding positions at the end of the row."""
+        return len(self.tokens) - sum(self.document_lengths)
+
+
+@dataclass(frozen=True)
+class SFTBatch:
+    """A batch of ``b`` rows of ``s`` tokens, ready for a megatron-core GPT forward pass.
+
+    tokens: [b, s] int64; labels: [b, s] int64 (next token; pad id where there is none);
+    loss_mask: [b, s] float32 (1.0 where the label is an assistant token of the same document);
+    position_ids: [b, s] int64 (restart at 0 per document); attention_mask: [b, 1, s, s] bool with
+    True meaning MASKED (megatron-core convention): query ``i`` may attend key ``j`` only when
+    ``j <= i`` and both lie in the same document (the padding run is a segment of its own, so no
+    query row is fully masked). document_lengths: per row, the lengths of its documents (for
+    building packed-sequence/THD parameters instead of a dense mask).
+    """
+
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    loss_mask: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    document_lengths: list[list[int]]
+
+
+def tokenize_chat(tokenizer: Any, record: ChatRecord | Mapping[str, Any]) -> TokenizedChat:
+    """Render ``record`` with ``tokenizer``'s chat template and mark the assistant tokens.
+
+    A template with ``{% generation %}`` markers gives the mask directly
+    (``return_assistant_tokens_mask``). Otherwise (real Qwen/Llama templates) each assistant turn is
+    located by rendering prefixes: its span starts where ``messages[:i]`` with the generation prompt
+    ends and stops at the last non-whitespace character of ``messages[:i + 1]`` (so the newline a
+    template puts after the end-of-turn token is not trained on). Every prefix must be a prefix of
+    the full rendering, else :class:`ChatTemplateError`. Either way a token is marked when it
+    overlaps an assistant span. Raises :class:`ChatTemplateError` when nothing is marked.
+    """
+    if not isinstance(record, ChatRecord):
+        record = ChatRecord.model_validate(record)
+    template = tokenizer.chat_template
+    if not isinstance(template, str):
+        raise ChatTemplateError(
+            f"tokenizer has no single string chat template (got {type(template).__name__})"
+        )
+    messages = [message.model_dump() for message in record.messages]
+    if _GENERATION_TAG.search(template):
+        encoded = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        input_ids = list(encoded["input_ids"])
+        assistant_mask = [bool(flag) for flag in encoded["assistant_masks"]]
+    else:
+        input_ids, assistant_mask = _tokenize_by_prefixes(tokenizer, messages, record.id)
+    if not any(assistant_mask):
+        raise ChatTemplateError(f"record {record.id!r}: the chat template marked no assistant tokens")
+    return TokenizedChat(input_ids=input_ids, assistant_mask=assistant_mask, record_id=record.id)
+
+
+def _tokenize_by_prefixes(
+    tokenizer: Any, messages: list[dict[str, str]], record_id: str | None
+) -> tuple[list[int], list[bool]]:
+    """Assistant mask from incremental renderings, for templates without generation markers."""
+
+    def render(prefix: list[dict[str, str]], add_generation_prompt: bool) -> str:
+        return tokenizer.apply_chat_template(
+            prefix, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    full_text = render(messages, add_generation_prompt=False)
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = render(messages[:index], add_generation_prompt=True)
+        through = render(messages[: index + 1], add_generation_prompt=False)
+        prefixes = {
+            f"messages[:{index}] with the generation prompt": before,
+            f"messages[:{index + 1}]": through,
+        }
+        for prefix_name, prefix in prefixes.items():
+            if not full_text.startswith(prefix):
+                raise ChatTemplateError(
+                    f"record {record_id!r}: the chat template is not prefix-stable: {prefix_name} "
+                    "does not render to a prefix of the whole conversation (first difference at "
+                    f"character {_divergence(prefix, full_text)}); use a template with "
+                    "{% generation %} markers"
+                )
+        end = len(through.rstrip())
+        if end <= len(before):
+            raise ChatTemplateError(f"record {record_id!r}: assistant message {index} renders to no text")
+        spans.append((len(before), end))
+    encoding = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    input_ids = list(encoding["input_ids"])
+    assistant_mask = [
+        any(token_start < span_end and token_end > span_start for span_start, span_end in spans)
+        for token_start, token_end in encoding["offset_mapping"]
+    ]
+    return input_ids, assistant_mask
+
+
+def _divergence(prefix: str, text: str) -> int:
+    return next(
+        (position for position, (a, b) in enumerate(zip(prefix, text, strict=False)) if a != b),
+        min(len(prefix), len(text)),
+    )
+
+
+def pack_sequences(
+    examples: Sequence[TokenizedChat], seq_length: int, *, pad_token_id: int = 0, truncate: bool = False
+) -> list[PackedRow]:
+    """Pack whole conversations into rows of exactly ``seq_length`` tokens.
+
+    Greedy first-fit in input order: each example goes into the first row (in creation order) with
+    room for it, else starts a new row; documents keep input order within a row. Deterministic, and
+    no conversation is split across rows. A conversation longer than ``seq_length`` raises
+    ``ValueError`` naming it, unless ``truncate=True`` keeps its first ``seq_length`` tokens.
+    ``pad_token_id`` fills padding and unpredicted labels; any valid id works, since those positions
+    are never trained on and no document attends to them (0 is the shipped tokenizer's pad id).
+    """
+    _check_seq_length(seq_length)
+    lengths = [
+        _document_length(example, index, seq_length, truncate) for index, example in enumerate(examples)
+    ]
+    row_members = first_fit_rows(lengths, seq_length)
+    return [_assemble_row(examples, members, seq_length, pad_token_id) for members in row_members]
+
+
+def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Greedy first-fit bin packing in input order: the item indices held by each row.
+
+    A max-tree over the rows' free space finds the leftmost row with room in O(log n), so packing
+    millions of conversations stays fast. Rows not yet opened have full capacity and lie to the right
+    of every opened row, so the leftmost fit opens a new row exactly when no open row has room.
+    """
+    size = 1
+    while size < len(lengths):
+        size *= 2
+    free = [capacity] * (2 * size)  # free[node] = largest free space among the rows below node
+    row_members: list[list[int]] = []
+    for index, length in enumerate(lengths):
+        if not 0 < length <= capacity:
+            raise ValueError(f"item {index} has length {length}, outside 1..{capacity}")
+        node = 1
+        while node < size:
+            node = 2 * node if free[2 * node] >= length else 2 * node + 1
+        row = node - size
+        if row == len(row_members):
+            row_members.append([])
+        row_members[row].append(index)
+        free[node] -= length
+        node //= 2
+        while node:
+            free[node] = max(free[2 * node], free[2 * node + 1])
+            node //= 2
+    return row_members
+
+
+def unpacked_rows(
+    examples: Sequence[TokenizedChat], seq_length: int, *, pad_token_id: int = 0, truncate: bool = False
+) -> list[PackedRow]:
+    """One conversation per row, right-padded to ``seq_length``; same fields and rules as packing."""
+    _check_seq_length(seq_length)
+    for index, example in enumerate(examples):
+        _document_length(example, index, seq_length, truncate)
+    return [_assemble_row(examples, [index], seq_length, pad_token_id) for index in range(len(examples))]
+
+
+def _check_seq_length(seq_length: int) -> None:
+    if seq_length < 2:
+        raise ValueError(f"seq_length must be >= 2, got {seq_length}")
+
+
+def _document_length(example: TokenizedChat, index: int, seq_length: int, truncate: bool) -> int:
+    length = len(example.input_ids)
+    if length == 0:
+        raise ValueError(f"example {index} (record {example.record_id!r}) has no tokens")
+    if length > seq_length and not truncate:
+        raise ValueError(
+            f"example {index} (record {example.record_id!r}) has {length} tokens, more than "
+            f"seq_length={seq_length}; raise seq_length or pass truncate=True"
+        )
+    return min(length, seq_length)
+
+
+def _assemble_row(
+    examples: Sequence[TokenizedChat], members: list[int], seq_length: int, pad_token_id: int
+) -> PackedRow:
+    tokens: list[int] = []
+    labels: list[int] = []
+    loss_mask: list[int] = []
+    position_ids: list[int] = []
+    document_lengths: list[int] = []
+    for index in members:
+        example = examples[index]
+        length = min(len(example.input_ids), seq_length)
+        document = example.input_ids[:length]
+        tokens += document
+        # The document's last position has no next token of its own: it predicts nothing.
+        labels += [*document[1:], pad_token_id]
+        loss_mask += [int(flag) for flag in example.assistant_mask[1:length]] + [0]
+        position_ids += list(range(length))
+        document_lengths.append(length)
+    padding_length = seq_length - len(tokens)
+    if padding_length < 0:
+        raise AssertionError(f"row overflows seq_length={seq_length} by {-padding_length} tokens")
+    tokens += [pad_token_id] * padding_length
+    labels += [pad_token_id] * padding_length
+    loss_mask += [0] * padding_length
+    position_ids += list(range(padding_length))
+    return PackedRow(
+        tokens=tokens,
+        labels=labels,
+        loss_mask=loss_mask,
+        position_ids=position_ids,
+        document_lengths=document_lengths,
+        document_indices=list(members),
+    )
+
+
+def collate(rows: Sequence[PackedRow]) -> SFTBatch:
+    """Stack rows of equal length into an :class:`SFTBatch` (shapes in its docstring)."""
+    if not rows:
+        raise ValueError("collate needs at least one row")
+    seq_length = len(rows[0].tokens)
+    for number, row in enumerate(rows):
+        if len(row.tokens) != seq_length:
+            raise ValueError(f"row {number} has {len(row.tokens)} tokens, row 0 has {seq_length}")
+    segment_ids = torch.tensor([_segment_ids(row) for row in rows], dtype=torch.int64)
+    same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
+    causal = torch.ones(seq_length, seq_length, dtype=torch.bool).tril()
+    attention_mask = ~(same_segment & causal)
+    return SFTBatch(
+        tokens=torch.tensor([row.tokens for row in rows], dtype=torch.int64),
+        labels=torch.tensor([row.labels for row in rows], dtype=torch.int64),
+        loss_mask=torch.tensor([row.loss_mask for row in rows], dtype=torch.float32),
+        position_ids=torch.tensor([row.position_ids for row in rows], dtype=torch.int64),
+        attention_mask=attention_mask.unsqueeze(1),
+        document_lengths=[list(row.document_lengths) for row in rows],
+    )
+
+
+def _segment_ids(row: PackedRow) -> list[int]:
+    """Document number of every position; the padding run gets the next number."""
+    segment_ids = []
+    for number, length in enumerate(row.document_lengths):
+        segment_ids += [number] * length
+    segment_ids += [len(row.document_lengths)] * row.padding_length
+    return segment_ids

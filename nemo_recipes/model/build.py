@@ -1,0 +1,202 @@
+"""Build megatron-core GPTModel chunks for the Qwen3 / Qwen2 / Llama families from an HF config.
+
+The layer spec is the one switch for GPU kernels: Transformer Engine's spec when resolved to
+`transformer_engine`, megatron-core's local (pure torch) spec otherwise. Parameters are initialised
+on the CPU from the full weight (`use_cpu_initialization`), so a given seed gives the same weights at
+every tensor-parallel size.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
+from megatron.core.enums import ModelType
+from megatron.core.models.gpt import GPTModel
+from megatron.core.models.gpt.gpt_layer_specs import (
+    get_gpt_layer_local_spec,
+    get_gpt_layer_with_transformer_engine_spec,
+)
+from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.module import Float16Module
+
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.config_loader import ConfigError
+
+FAMILIES = {
+    # model_type: (qk_layernorm, add_qkv_bias)
+    "qwen3": (True, False),
+    "qwen2": (False, True),
+    "llama": (False, False),
+}
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """What megatron-core needs from an HF config."""
+
+    model_type: str
+    vocab_size: int
+    max_position_embeddings: int
+    rotary_base: float
+    tie_word_embeddings: bool
+
+
+def resolve_transformer_impl(model_cfg: ModelConfig) -> str:
+    """'local' or 'transformer_engine'; fails loudly when TE was asked for and is absent."""
+    have_te = importlib.util.find_spec("transformer_engine") is not None and torch.cuda.is_available()
+    if model_cfg.transformer_impl == "auto":
+        impl = "transformer_engine" if have_te else "local"
+    else:
+        impl = model_cfg.transformer_impl
+    if impl == "transformer_engine" and not have_te:
+        raise ConfigError(
+            "model.transformer_impl = transformer_engine, but Transformer Engine with CUDA is not available "
+            "here (install the GPU container, see containers/); use 'local' or 'auto' on CPU"
+        )
+    if model_cfg.fp8 is not None and impl != "transformer_engine":
+        raise ConfigError(
+            f"model.fp8 = {model_cfg.fp8!r} needs Transformer Engine on a GPU (resolved: {impl})"
+        )
+    return impl
+
+
+def _rope_theta(hf: dict) -> float:
+    rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind != "default":
+        raise ConfigError(f"model config: rope_type {kind!r} is not supported (only 'default')")
+    theta = rope.get("rope_theta", hf.get("rope_theta"))
+    if theta is None:
+        raise ConfigError("model config: no rope_theta (in rope_parameters or at the top level)")
+    return float(theta)
+
+
+def transformer_config(
+    hf: dict, model_cfg: ModelConfig, parallel_cfg: ParallelConfig, impl: str
+) -> tuple[TransformerConfig, ArchSpec]:
+    """Translate an HF config dict into megatron-core's TransformerConfig."""
+    model_type = hf.get("model_type")
+    if model_type not in FAMILIES:
+        raise ConfigError(
+            f"model config: model_type {model_type!r} not supported (supported: {sorted(FAMILIES)})"
+        )
+    if hf.get("hidden_act", "silu") != "silu":
+        raise ConfigError(f"model config: hidden_act {hf['hidden_act']!r} not supported (silu only)")
+    qk_norm, qkv_bias = FAMILIES[model_type]
+    heads = hf["num_attention_heads"]
+    bf16 = model_cfg.dtype == "bfloat16"
+    cfg = TransformerConfig(
+        num_layers=hf["num_hidden_layers"],
+        hidden_size=hf["hidden_size"],
+        ffn_hidden_size=hf["intermediate_size"],
+        num_attention_heads=heads,
+        num_query_groups=hf.get("num_key_value_heads", heads),
+        kv_channels=hf.get("head_dim") or hf["hidden_size"] // heads,
+        layernorm_epsilon=hf.get("rms_norm_eps", 1e-6),
+        normalization="RMSNorm",
+        qk_layernorm=qk_norm,
+        add_qkv_bias=qkv_bias,
+        add_bias_linear=False,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        bias_activation_fusion=False,
+        attention_dropout=0.0,
+        hidden_dropout=0.0,
+        init_method_std=model_cfg.init_method_std,
+        use_cpu_initialization=True,
+        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        bf16=bf16,
+        # bf16 would otherwise import a CUDA softmax kernel; TE fuses on its own.
+        masked_softmax_fusion=False,
+        persist_layer_norm=False,
+        apply_rope_fusion=False,
+        gradient_accumulation_fusion=False,
+        calculate_per_token_loss=True,
+        tensor_model_parallel_size=parallel_cfg.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel_cfg.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=parallel_cfg.virtual_pipeline_model_parallel_size,
+        context_parallel_size=parallel_cfg.context_parallel_size,
+        sequence_parallel=parallel_cfg.sequence_parallel,
+        pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,
+        # Interleaved PP=2 with batched p2p is silently wrong in megatron-core (Megatron-LM#750).
+        batch_p2p_comm=parallel_cfg.virtual_pipeline_model_parallel_size is None,
+        overlap_p2p_comm=parallel_cfg.virtual_pipeline_model_parallel_size is not None,
+        recompute_granularity=model_cfg.recompute,
+        recompute_method="uniform" if model_cfg.recompute == "full" else None,
+        recompute_num_layers=1 if model_cfg.recompute == "full" else None,
+        fp8=model_cfg.fp8,
+        transformer_impl=impl,
+    )
+    arch = ArchSpec(
+        model_type=model_type,
+        vocab_size=hf["vocab_size"],
+        max_position_embeddings=hf.get("max_position_embeddings", 4096),
+        rotary_base=_rope_theta(hf),
+        tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+    )
+    return cfg, arch
+
+
+def layer_spec(cfg: TransformerConfig, impl: str):
+    if impl == "transformer_engine":
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.qk_layernorm)
+    return get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm")
+
+
+def build_gpt_chunks(cfg: TransformerConfig, arch: ArchSpec, impl: str) -> list[GPTModel]:
+    """One GPTModel per virtual pipeline stage held by this rank (bare, not wrapped)."""
+    spec = layer_spec(cfg, impl)
+    num_chunks = cfg.virtual_pipeline_model_parallel_size or 1
+    chunks = []
+    for vp in range(num_chunks):
+        vp_stage = vp if num_chunks > 1 else None
+        chunk = GPTModel(
+            config=cfg,
+            transformer_layer_spec=spec,
+            vocab_size=arch.vocab_size,
+            max_sequence_length=arch.max_position_embeddings,
+            pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
+            post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp_stage),
+            share_embeddings_and_output_weights=arch.tie_word_embeddings,
+            position_embedding_type="rope",
+            rotary_base=int(arch.rotary_base),
+            vp_stage=vp_stage,
+        )
+        chunk.model_type = ModelType.encoder_or_decoder
+        chunks.append(chunk)
+    return chunks
+
+
+def wrap_for_training(chunks: list[GPTModel], cfg: TransformerConfig, parallel_cfg: ParallelConfig) -> list:
+    """bf16 wrapper when asked, then megatron-core DDP (grad buckets, distributed optimizer)."""
+    ddp_cfg = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=parallel_cfg.overlap_grad_reduce,
+        overlap_param_gather=parallel_cfg.overlap_param_gather,
+        use_distributed_optimizer=parallel_cfg.use_distributed_optimizer,
+        check_for_nan_in_grad=True,
+    )
+    wrapped = []
+    for i, chunk in enumerate(chunks):
+        module = Float16Module(cfg, chunk) if cfg.bf16 else chunk
+        ddp = DistributedDataParallel(
+            config=cfg, ddp_config=ddp_cfg, module=module, disable_bucketing=(i > 0)
+        )
+        ddp.broadcast_params()
+        wrapped.append(ddp)
+    return wrapped
+
+
+def build_model(
+    model_cfg: ModelConfig, parallel_cfg: ParallelConfig
+) -> tuple[list, TransformerConfig, ArchSpec]:
+    """Model chunks ready for training on this rank (parallel state must be initialised)."""
+    impl = resolve_transformer_impl(model_cfg)
+    cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl)
+    return wrap_for_training(build_gpt_chunks(cfg, arch, impl), cfg, parallel_cfg), cfg, arch

@@ -1,0 +1,31 @@
+"""A seeded random-init model saved as a checkpoint: one starting point for every parallel layout.
+
+megatron-core draws initial weights per pipeline stage, so the same seed gives different weights at
+different PP sizes. Building once in one process and loading the checkpoint (`model.init_from`)
+makes runs at any layout start from identical weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nemo_recipes.checkpoint.manager import save_model_weights
+from nemo_recipes.config import ParallelConfig, RunConfig
+from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.model.build import build_model
+from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+
+
+def init_model_checkpoint(cfg: RunConfig, out: Path) -> Path:
+    launch = read_launch_env()
+    if launch.world_size != 1:
+        raise ConfigError(f"init-model runs in one process (world size {launch.world_size}): drop --nproc")
+    single = ParallelConfig()
+    init_distributed(single, launch)
+    try:
+        seed_all(cfg.seed)
+        model, _, _ = build_model(cfg.model, single)
+        save_model_weights(out, model)
+    finally:
+        shutdown()
+    return out

@@ -1,0 +1,120 @@
+"""Process-group set-up from torchrun or Slurm `srun`, megatron-core model parallel state, and seeds."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state, tensor_parallel
+
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.config import ParallelConfig
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits in the job, read from the launcher's environment."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+    launcher: str  # "torchrun" | "srun" | "single"
+
+
+def _first_slurm_host() -> str:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST", "")
+    if shutil.which("scontrol") and nodelist:
+        out = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
+        )
+        return out.stdout.split()[0]
+    raise RuntimeError("srun launch: MASTER_ADDR is not set and scontrol cannot expand the node list")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_launch_env() -> LaunchEnv:
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a bare `srun` sets SLURM_PROCID/NTASKS/LOCALID."""
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return LaunchEnv(
+            rank=int(env["RANK"]),
+            world_size=int(env["WORLD_SIZE"]),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
+            master_port=int(env.get("MASTER_PORT", 29500)),
+            launcher="torchrun",
+        )
+    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
+        job = int(env.get("SLURM_JOB_ID", 0))
+        return LaunchEnv(
+            rank=int(env["SLURM_PROCID"]),
+            world_size=int(env["SLURM_NTASKS"]),
+            local_rank=int(env.get("SLURM_LOCALID", 0)),
+            master_addr=env.get("MASTER_ADDR") or _first_slurm_host(),
+            master_port=int(env.get("MASTER_PORT", 20000 + job % 20000)),
+            launcher="srun",
+        )
+    return LaunchEnv(0, 1, 0, "127.0.0.1", _free_port(), "single")
+
+
+def init_distributed(parallel_cfg: ParallelConfig, launch: LaunchEnv, timeout_minutes: int = 30) -> int:
+    """Create the default process group and megatron-core's model-parallel groups; returns the DP size."""
+    if not dist.is_initialized():
+        on_gpu = torch.cuda.is_available()
+        if on_gpu:
+            torch.cuda.set_device(launch.local_rank)
+        dist.init_process_group(
+            backend="nccl" if on_gpu else "gloo",
+            init_method=f"tcp://{launch.master_addr}:{launch.master_port}",
+            rank=launch.rank,
+            world_size=launch.world_size,
+            timeout=timedelta(minutes=timeout_minutes),
+        )
+    parallel_state.initialize_model_parallel(
+        tensor_model_parallel_size=parallel_cfg.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel_cfg.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=parallel_cfg.virtual_pipeline_model_parallel_size,
+        context_parallel_size=parallel_cfg.context_parallel_size,
+    )
+    return parallel_state.get_data_parallel_world_size()
+
+
+def seed_all(seed: int) -> None:
+    """Seed python/numpy/torch; pipeline stages get distinct streams, TP ranks a tracked model-parallel one.
+
+    Data order does not depend on these streams (the samplers take their own seeded generators), so a
+    run's data is the same at any layout.
+    """
+    stage_seed = seed + 100 * parallel_state.get_pipeline_model_parallel_rank()
+    random.seed(stage_seed)
+    np.random.seed(stage_seed % 2**32)
+    torch.manual_seed(stage_seed)
+    tensor_parallel.model_parallel_cuda_manual_seed(stage_seed)
+
+
+def shutdown() -> None:
+    """Tear down model-parallel groups and the default group (lets a process run several layouts)."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_logging_rank() -> bool:
+    """Global rank 0 writes logs, metrics and run-directory files."""
+    return not dist.is_initialized() or dist.get_rank() == 0

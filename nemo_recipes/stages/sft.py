@@ -1,0 +1,233 @@
+"""The SFT stage: packed, answer-only supervised fine-tuning on chat records.
+
+`run_sft(cfg)` is the whole loop: set up, resume, step, evaluate, checkpoint. It reads top to bottom;
+every step it calls is a shared component (model, optimizer, train step, checkpoint, metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from data_prep.records import read_chat_records
+from nemo_recipes.algorithms.sft_loss import masked_token_loss
+from nemo_recipes.checkpoint.manager import (
+    TrainerState,
+    current_layout,
+    latest_checkpoint,
+    load_checkpoint,
+    load_model_weights,
+    save_checkpoint,
+)
+from nemo_recipes.config import RunConfig, SFTConfig, check_launch, resolve_asset
+from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.data.sft_dataset import (
+    ChatTemplateError,
+    collate,
+    pack_sequences,
+    tokenize_chat,
+    unpacked_rows,
+)
+from nemo_recipes.metrics import MetricsLogger
+from nemo_recipes.model.build import build_model
+from nemo_recipes.parallel.distributed import (
+    init_distributed,
+    is_logging_rank,
+    read_launch_env,
+    seed_all,
+    shutdown,
+)
+from nemo_recipes.run_dir import provenance, write_run_files
+from nemo_recipes.training import preemption
+from nemo_recipes.training.optimizer import build_optimizer
+from nemo_recipes.training.step import run_step
+
+METRICS = ("lm_loss",)
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    checkpoint: Path | None
+    completed: bool
+    """False when a stop signal ended the stage early (resume by running it again)."""
+    steps: int
+
+
+def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig) -> tuple[list, dict]:
+    """Chat records -> tokenized, masked, packed (or padded) rows; plus counts for the log.
+
+    Every example is named `file:line` so a later error (too long, template) points at its record.
+    """
+    examples, skipped = [], 0
+    for name in files:
+        path = resolve_asset(name, "data")
+        result = read_chat_records(path, on_error=sft.on_bad_record)
+        skipped += result.skipped_line_count
+        for err in result.errors:
+            print(f"[sft] skipped {err}", flush=True)
+        for record, line in zip(result.records, result.line_numbers, strict=True):
+            where = f"{path}:{line}"
+            try:
+                example = tokenize_chat(tokenizer, record)
+            except ChatTemplateError as e:
+                raise ChatTemplateError(f"{where}: {e}") from e
+            examples.append(dataclasses.replace(example, record_id=where))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    layout = pack_sequences if sft.packing else unpacked_rows
+    rows = layout(examples, sft.seq_length, pad_token_id=pad, truncate=sft.truncate)
+    return rows, {"records": len(examples), "skipped_records": skipped, "rows": len(rows)}
+
+
+def global_batch_indices(step: int, num_rows: int, global_batch: int, seed: int) -> list[int]:
+    """Row indices of the global batch at `step`: consecutive slices of seeded per-epoch permutations.
+
+    A pure function of the step, so resuming needs nothing but the step.
+    """
+    perms: dict[int, list[int]] = {}
+    out = []
+    for pos in range(step * global_batch, (step + 1) * global_batch):
+        epoch, offset = divmod(pos, num_rows)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(
+                num_rows, generator=torch.Generator().manual_seed(seed + epoch)
+            ).tolist()
+        out.append(perms[epoch][offset])
+    return out
+
+
+def micro_batches(
+    rows: list, indices: Sequence[int], micro_batch_size: int, dp_rank: int, dp_size: int
+) -> list:
+    """This data-parallel rank's contiguous share of the global batch, as collated micro-batches."""
+    share = len(indices) // dp_size
+    mine = indices[dp_rank * share : (dp_rank + 1) * share]
+    return [
+        collate([rows[i] for i in mine[j : j + micro_batch_size]]) for j in range(0, share, micro_batch_size)
+    ]
+
+
+def sft_forward_step(batch, model):
+    """Per-token cross entropy from megatron's GPTModel, reduced to an answer-token sum."""
+    per_token_loss = model(batch.tokens, batch.position_ids, batch.attention_mask, labels=batch.labels)
+
+    def loss_fn(output):
+        loss_sum, num_tokens, metrics = masked_token_loss(output, batch.loss_mask)
+        return loss_sum, num_tokens, metrics
+
+    return per_token_loss, loss_fn
+
+
+def _total_steps(sft: SFTConfig, num_rows: int) -> int:
+    if sft.train_steps is not None:
+        return sft.train_steps
+    return max(1, math.ceil(sft.epochs * num_rows / sft.global_batch_size))
+
+
+def run_sft(cfg: RunConfig) -> StageOutcome:
+    """Run (or resume) the SFT stage described by `cfg` on this process's rank."""
+    sft, run_dir = cfg.sft, cfg.run_dir
+    launch = read_launch_env()
+    dp_size = check_launch(cfg, launch.world_size)
+    init_distributed(cfg.parallel, launch)
+    try:
+        return _train(cfg, sft, run_dir, dp_size)
+    finally:
+        shutdown()
+
+
+def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> StageOutcome:
+    from megatron.core import parallel_state
+
+    seed_all(cfg.seed)
+    preemption.install_handlers()
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset(cfg.model.tokenizer, "tokenizer")))
+    train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft)
+    valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft) if sft.valid_data else ([], {})
+    total_steps = _total_steps(sft, len(train_rows))
+
+    model, _, arch = build_model(cfg.model, cfg.parallel)
+    if len(tokenizer) > arch.vocab_size:
+        raise ConfigError(
+            f"tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size {arch.vocab_size}"
+        )
+    optimizer, scheduler = build_optimizer(model, sft.optimizer, cfg.parallel, total_steps)
+
+    ckpt_root = run_dir / "checkpoints"
+    resume_from = latest_checkpoint(ckpt_root) if sft.checkpoint.resume == "auto" else None
+    state = TrainerState(step=0, consumed_rows=0, scheduler={}, layout=current_layout())
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, sft.checkpoint)
+        scheduler.load_state_dict(state.scheduler)
+    elif cfg.model.init_from is not None:
+        load_model_weights(cfg.model.init_from, model)
+
+    dp_rank = parallel_state.get_data_parallel_rank()
+    logger = None
+    if is_logging_rank():
+        write_run_files(run_dir, cfg, provenance(cfg, torch.distributed.get_world_size(), current_layout()))
+        logger = MetricsLogger(run_dir, cfg.logging, total_steps, state.step, name="sft")
+        print(f"[sft] {data_stats}, {total_steps} steps, resume from {resume_from or 'scratch'}", flush=True)
+
+    def save() -> Path:
+        state.scheduler = scheduler.state_dict()
+        return save_checkpoint(ckpt_root, model, optimizer, state, sft.checkpoint)
+
+    last_ckpt = resume_from
+    while state.step < total_steps:
+        indices = global_batch_indices(state.step, len(train_rows), sft.global_batch_size, cfg.seed)
+        batches = micro_batches(train_rows, indices, sft.micro_batch_size, dp_rank, dp_size)
+        result = run_step(
+            model,
+            batches,
+            sft_forward_step,
+            sft.seq_length,
+            sft.micro_batch_size,
+            METRICS,
+            optimizer,
+            scheduler,
+        )
+        state.step += 1
+        state.consumed_rows += sft.global_batch_size
+        metrics = {
+            "loss": result.mean("lm_loss"),
+            "grad_norm": result.grad_norm,
+            "lr": optimizer.param_groups[0]["lr"],
+            "answer_tokens": int(result.sums["lm_loss"][1]),
+            "tokens_per_s": sft.global_batch_size * sft.seq_length / result.seconds,
+            "step_seconds": result.seconds,
+            "update_skipped": result.update_skipped,
+        }
+        if valid_rows and (state.step % sft.eval_interval_steps == 0 or state.step == total_steps):
+            metrics["val_loss"] = evaluate(model, valid_rows, sft, dp_rank, dp_size)
+        if logger and (state.step % cfg.logging.log_interval_steps == 0 or "val_loss" in metrics):
+            logger.log(state.step, metrics)
+        stop = preemption.should_stop()
+        if stop or state.step % sft.checkpoint.save_interval_steps == 0 or state.step == total_steps:
+            last_ckpt = save()
+        if stop:
+            if logger:
+                logger.close()
+                print(f"[sft] signal {preemption.received_signal()}: saved {last_ckpt}, exiting", flush=True)
+            return StageOutcome(last_ckpt, completed=False, steps=state.step)
+    if logger:
+        logger.close()
+    if last_ckpt is None:  # resumed at the end already
+        last_ckpt = latest_checkpoint(ckpt_root)
+    return StageOutcome(last_ckpt, completed=True, steps=state.step)
+
+
+def evaluate(model: list, rows: list, sft: SFTConfig, dp_rank: int, dp_size: int) -> float:
+    """Answer-token loss over the first `eval_max_rows` validation rows (a multiple of mbs x dp)."""
+    unit = sft.micro_batch_size * dp_size
+    count = min(len(rows), sft.eval_max_rows) // unit * unit
+    if count == 0:
+        raise ConfigError(f"sft.valid_data has {len(rows)} rows: fewer than micro_batch_size x dp = {unit}")
+    batches = micro_batches(rows, list(range(count)), sft.micro_batch_size, dp_rank, dp_size)
+    result = run_step(model, batches, sft_forward_step, sft.seq_length, sft.micro_batch_size, METRICS)
+    return result.mean("lm_loss")

@@ -1,0 +1,1 @@
+"""The local byte-level BPE tokenizer: training it and writing a Hugging Face tokenizer directory."""

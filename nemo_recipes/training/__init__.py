@@ -1,0 +1,1 @@
+"""Shared training components: optimizer and schedule, the forward/backward step."""

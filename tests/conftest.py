@@ -1,0 +1,58 @@
+"""Shared fixtures: run the `redone` CLI in subprocesses (torchrun for several ranks), read metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONWARNINGS"] = "ignore"
+    env.pop("RANK", None)
+    return env
+
+
+def cli_command(args: list[str], nproc: int = 1) -> list[str]:
+    cmd = [sys.executable, "-m", "nemo_recipes.cli", *args]
+    return cmd + (["--nproc", str(nproc)] if nproc > 1 else [])
+
+
+def run_cli(
+    args: list[str], nproc: int = 1, timeout: int = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `redone ARGS` and fail the test with its output if it fails (when `check`)."""
+    proc = subprocess.run(
+        cli_command(args, nproc), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"redone {' '.join(args)} (nproc={nproc}) exited {proc.returncode}:\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def read_metrics(run_dir: Path, stage: str = "sft") -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["stage"] == stage]
+
+
+def losses(run_dir: Path, stage: str = "sft") -> list[float]:
+    return [r["loss"] for r in read_metrics(run_dir, stage)]
+
+
+@pytest.fixture(scope="session")
+def init_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded random tiny-qwen3 saved once (world 1): every layout starts from these weights."""
+    out = tmp_path_factory.mktemp("init") / "tiny-qwen3"
+    run_cli(["init-model", "--out", str(out)])
+    return out

@@ -1,0 +1,98 @@
+"""Config loading: layering, strictness, and the promised error messages."""
+
+from pathlib import Path
+
+import pytest
+
+from nemo_recipes.config import RunConfig, check_launch
+from nemo_recipes.config_loader import ConfigError, load_config
+
+RECIPES = sorted((Path(__file__).parents[1] / "nemo_recipes" / "recipes").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "recipe.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(recipe: Path) -> None:
+    cfg = load_config(RunConfig, recipe)
+    assert cfg.run_dir
+
+
+def test_layers_defaults_then_yaml_then_set(tmp_path: Path) -> None:
+    p = write(tmp_path, "sft:\n  optimizer:\n    lr: 1.0e-4\n  seq_length: 128\n")
+    cfg = load_config(RunConfig, p, ["sft.seq_length=64", "parallel.use_distributed_optimizer=true"])
+    assert cfg.sft.optimizer.lr == 1e-4  # from YAML
+    assert cfg.sft.seq_length == 64  # --set wins over YAML
+    assert cfg.parallel.use_distributed_optimizer is True
+    assert cfg.sft.optimizer.weight_decay == 0.1  # code default
+
+
+def test_misspelled_key_names_file_line_and_suggestion(tmp_path: Path) -> None:
+    p = write(tmp_path, "sft:\n  seq_length: 128\n  optimzer:\n    lr: 1.0\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(RunConfig, p)
+    msg = str(e.value)
+    assert f"{p}:3" in msg
+    assert "sft.optimzer" in msg
+    assert "did you mean 'optimizer'" in msg
+
+
+def test_wrong_type_names_key_value_and_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(RunConfig, None, ["sft.micro_batch_size=two"])
+    msg = str(e.value)
+    assert "--set sft.micro_batch_size=two" in msg
+    assert "sft.micro_batch_size = 'two'" in msg
+    assert "integer" in msg
+
+
+def test_literal_error_lists_allowed_values(tmp_path: Path) -> None:
+    p = write(tmp_path, "model:\n  dtype: float16\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(RunConfig, p)
+    msg = str(e.value)
+    assert f"{p}:2" in msg and "model.dtype = 'float16'" in msg
+    assert "'float32'" in msg and "'bfloat16'" in msg
+
+
+def test_unknown_set_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'sft\.stpes'"):
+        load_config(RunConfig, None, ["sft.stpes=3"])
+
+
+def test_missing_recipe_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        load_config(RunConfig, tmp_path / "nope.yaml")
+
+
+def test_inconsistent_parallel_sizes() -> None:
+    cfg = load_config(
+        RunConfig, None, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]
+    )
+    with pytest.raises(ConfigError, match=r"world size 6 is not divisible by tensor\(2\) x pipeline\(2\)"):
+        check_launch(cfg, 6)
+    cfg = load_config(RunConfig, None, ["parallel.data_parallel_size=2"])
+    with pytest.raises(ConfigError, match="data_parallel_size = 2, but world size 4"):
+        check_launch(cfg, 4)
+    assert check_launch(load_config(RunConfig), 4) == 4
+
+
+def test_batch_divisibility_and_model_limits() -> None:
+    cfg = load_config(RunConfig, None, ["sft.global_batch_size=6", "sft.micro_batch_size=2"])
+    with pytest.raises(
+        ConfigError,
+        match="global_batch_size 6 must be a multiple of micro_batch_size 2 x data-parallel size 2",
+    ):
+        check_launch(cfg, 2)
+    with pytest.raises(ConfigError, match="not a multiple of micro_batch_size"):
+        load_config(RunConfig, None, ["sft.global_batch_size=5", "sft.micro_batch_size=2"])
+    cfg = load_config(RunConfig, None, ["sft.seq_length=4096"])
+    with pytest.raises(ConfigError, match="exceeds the model's max_position_embeddings 1024"):
+        check_launch(cfg, 1)
+    cfg = load_config(RunConfig, None, ["parallel.tensor_model_parallel_size=8"])
+    with pytest.raises(ConfigError, match="divisible by tensor_model_parallel_size 8"):
+        check_launch(cfg, 8)
