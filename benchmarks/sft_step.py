@@ -13,13 +13,14 @@ import argparse
 import statistics
 import time
 
+from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+
 import torch
 from transformers import AutoTokenizer
 
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import load_config
 from nemo_recipes.model.build import build_model
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
 from nemo_recipes.stages.sft import METRICS, global_batch_indices, load_rows, micro_batches, sft_forward_step
 from nemo_recipes.training.optimizer import build_optimizer
 from nemo_recipes.training.step import run_step

@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 Role = Literal["system", "user", "assistant"]
 
 # Error type used by the cross-message rules; its ctx carries the precise field path.
-_CONVERSATION_ERROR = "conversation_rule"
+CONVERSATION_ERROR = "conversation_rule"
 
 
 class ChatMessage(BaseModel):
@@ -56,20 +56,20 @@ class ChatRecord(BaseModel):
     def _conversation_rules(self) -> ChatRecord:
         if not self.messages:
             raise PydanticCustomError(
-                _CONVERSATION_ERROR,
+                CONVERSATION_ERROR,
                 "{field}: {problem}",
                 {"field": "messages", "problem": "must hold at least one message"},
             )
         if not any(message.role == "assistant" for message in self.messages):
             raise PydanticCustomError(
-                _CONVERSATION_ERROR,
+                CONVERSATION_ERROR,
                 "{field}: {problem}",
                 {"field": "messages", "problem": "has no assistant message (at least one is required)"},
             )
         last = len(self.messages) - 1
         if self.messages[last].role != "assistant":
             raise PydanticCustomError(
-                _CONVERSATION_ERROR,
+                CONVERSATION_ERROR,
                 "{field}: {problem}",
                 {
                     "field": f"messages[{last}].role",
@@ -168,12 +168,12 @@ def parse_chat_record_line(
     try:
         return ChatRecord.model_validate(payload), []
     except ValidationError as exc:
-        return None, [_record_error(detail, file, line) for detail in exc.errors()]
+        return None, [record_error_from_pydantic(detail, file, line) for detail in exc.errors()]
 
 
-def _record_error(detail: Any, file: str, line: int) -> RecordError:
+def record_error_from_pydantic(detail: Any, file: str, line: int) -> RecordError:
     """Turn one pydantic error into a RecordError with a readable field path and message."""
-    if detail["type"] == _CONVERSATION_ERROR:
+    if detail["type"] == CONVERSATION_ERROR:
         ctx = detail["ctx"]
         return RecordError(file=file, line=line, field=ctx["field"], message=ctx["problem"])
     location = detail["loc"]

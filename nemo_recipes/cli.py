@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from conversion import cli as convert_cli
+from data_prep.records import RecordValidationError
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.launcher import relaunch_under_torchrun
+
+# Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
+USER_ERRORS = (ConfigError, RecordValidationError)
 
 UNDER_LAUNCHER = ("RANK", "SLURM_PROCID")
 
@@ -29,25 +34,6 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         help="override a config value, e.g. --set sft.optimizer.lr=1e-4 (repeatable)",
     )
     p.add_argument("--nproc", type=int, default=1, help="local processes (re-launches under torchrun)")
-
-
-def _relaunch_under_torchrun(nproc: int) -> int:
-    argv = [a for a in sys.argv[1:]]
-    i = argv.index("--nproc")
-    del argv[i : i + 2]
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "nemo_recipes.cli",
-        *argv,
-    ]
-    return subprocess.call(cmd, env=env)
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
@@ -84,6 +70,7 @@ COMMANDS = {
         "save the configured model, randomly initialised (seeded), as a checkpoint",
     ),
     "config": (_cmd_config, "validate a recipe and print the resolved config"),
+    "convert": (convert_cli.run, "HF <-> megatron checkpoints: hf-to-mcore, mcore-to-hf, verify"),
 }
 
 
@@ -92,15 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "convert":
+            convert_cli.add_arguments(p)
+            continue
         _add_run_args(p)
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     args = parser.parse_args(argv)
     if args.nproc > 1 and not any(v in os.environ for v in UNDER_LAUNCHER):
-        return _relaunch_under_torchrun(args.nproc)
+        return relaunch_under_torchrun(sys.argv[1:], args.nproc)
     try:
         return COMMANDS[args.command][0](args)
-    except ConfigError as e:
+    except USER_ERRORS as e:
         print(f"redone {args.command}: {e}", file=sys.stderr)
         return 2
 

@@ -69,6 +69,12 @@ class ParallelConfig(StrictModel):
     overlap_grad_reduce: bool = False
     overlap_param_gather: bool = False
 
+    @model_validator(mode="after")
+    def _param_gather_needs_distributed_optimizer(self) -> ParallelConfig:
+        if self.overlap_param_gather and not self.use_distributed_optimizer:
+            raise ValueError("overlap_param_gather needs use_distributed_optimizer: true")
+        return self
+
     @property
     def model_parallel_size(self) -> int:
         return (

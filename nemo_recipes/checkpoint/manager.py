@@ -1,7 +1,7 @@
 """Training checkpoints: megatron-core dist_checkpointing, written atomically, keep-last-k, resume.
 
 Layout of `<run_dir>/checkpoints/`:
-  step_00000040/          a complete checkpoint (model, optimizer, trainer_state.json, rng/)
+  step_00000040/          a complete checkpoint (model, optimizer, trainer_state.json, rng_rank*.pt)
   step_00000050.partial/  a save in progress or killed mid-way: never loaded, removed on the next save
   latest                  the name of the newest complete checkpoint (replaced atomically)
 A checkpoint directory only gets its final name after every rank finished writing, and
@@ -18,13 +18,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+
 import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
-from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 from nemo_recipes.config import CheckpointConfig
 
 STATE_FILE = "trainer_state.json"
@@ -91,6 +92,10 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     tensor_parallel.get_cuda_rng_tracker().set_states(state["tracker"])
 
 
+def _rng_file(ckpt_dir: Path) -> Path:
+    return ckpt_dir / f"rng_rank{dist.get_rank():05d}.pt"
+
+
 def _rank0() -> bool:
     return dist.get_rank() == 0
 
@@ -134,13 +139,12 @@ def save_checkpoint(
         if final.exists():  # re-saving the same step after a resume: replace it
             shutil.rmtree(final)
         partial.mkdir()
-        (partial / "rng").mkdir()
     dist.barrier()
 
     sharded = model_sharded_state_dict(model)
     sharded["optimizer"] = optimizer_sharded_state_dict(optimizer, sharded, ckpt_cfg.optimizer_format)
     dist_checkpointing.save(sharded, str(partial))
-    torch.save(_rng_state(), partial / "rng" / f"rank_{dist.get_rank():05d}.pt")
+    torch.save(_rng_state(), _rng_file(partial))
     dist.barrier()
 
     if _rank0():
@@ -193,7 +197,7 @@ def load_checkpoint(path: Path, model: list, optimizer, ckpt_cfg: CheckpointConf
     state = TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
     load_model_weights(path, model)
     load_optimizer_state(optimizer, model_sharded_state_dict(model), str(path), ckpt_cfg.optimizer_format)
-    rng_file = path / "rng" / f"rank_{dist.get_rank():05d}.pt"
+    rng_file = _rng_file(path)
     if state.layout == current_layout() and rng_file.is_file():
         _set_rng_state(torch.load(rng_file, weights_only=False))
     elif _rank0():

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+
 import torch
 import torch.nn.functional as F
 from megatron.core import parallel_state
@@ -24,7 +26,6 @@ from megatron.core.models.gpt.gpt_layer_specs import (
 from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.module import Float16Module
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 from nemo_recipes.config import ModelConfig, ParallelConfig
 from nemo_recipes.config_loader import ConfigError
 

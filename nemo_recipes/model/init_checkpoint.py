@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+
 from nemo_recipes.checkpoint.manager import save_model_weights
 from nemo_recipes.config import ParallelConfig, RunConfig
 from nemo_recipes.config_loader import ConfigError
 from nemo_recipes.model.build import build_model
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
 
 
 def init_model_checkpoint(cfg: RunConfig, out: Path) -> Path:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
+
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 from nemo_recipes.config import ParallelConfig
+from nemo_recipes.launcher import free_port
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ def _first_slurm_host() -> str:
     raise RuntimeError("srun launch: MASTER_ADDR is not set and scontrol cannot expand the node list")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def read_launch_env() -> LaunchEnv:
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a bare `srun` sets SLURM_PROCID/NTASKS/LOCALID."""
     env = os.environ
@@ -69,7 +64,7 @@ def read_launch_env() -> LaunchEnv:
             master_port=int(env.get("MASTER_PORT", 20000 + job % 20000)),
             launcher="srun",
         )
-    return LaunchEnv(0, 1, 0, "127.0.0.1", _free_port(), "single")
+    return LaunchEnv(0, 1, 0, "127.0.0.1", free_port(), "single")
 
 
 def init_distributed(parallel_cfg: ParallelConfig, launch: LaunchEnv, timeout_minutes: int = 30) -> int:

@@ -12,6 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nemo_recipes.parallel.distributed import (
+    init_distributed,
+    is_logging_rank,
+    read_launch_env,
+    seed_all,
+    shutdown,
+)
+
 import torch
 from transformers import AutoTokenizer
 
@@ -36,13 +44,6 @@ from nemo_recipes.data.sft_dataset import (
 )
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.model.build import build_model
-from nemo_recipes.parallel.distributed import (
-    init_distributed,
-    is_logging_rank,
-    read_launch_env,
-    seed_all,
-    shutdown,
-)
 from nemo_recipes.run_dir import provenance, write_run_files
 from nemo_recipes.training import preemption
 from nemo_recipes.training.optimizer import build_optimizer
@@ -69,18 +70,21 @@ def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig) -> tuple[list, di
         path = resolve_asset(name, "data")
         result = read_chat_records(path, on_error=sft.on_bad_record)
         skipped += result.skipped_line_count
-        for err in result.errors:
+        for err in result.errors if is_logging_rank() else []:
             print(f"[sft] skipped {err}", flush=True)
         for record, line in zip(result.records, result.line_numbers, strict=True):
             where = f"{path}:{line}"
             try:
                 example = tokenize_chat(tokenizer, record)
             except ChatTemplateError as e:
-                raise ChatTemplateError(f"{where}: {e}") from e
+                raise ConfigError(f"{where}: {e}") from e
             examples.append(dataclasses.replace(example, record_id=where))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layout = pack_sequences if sft.packing else unpacked_rows
-    rows = layout(examples, sft.seq_length, pad_token_id=pad, truncate=sft.truncate)
+    try:
+        rows = layout(examples, sft.seq_length, pad_token_id=pad, truncate=sft.truncate)
+    except ValueError as e:  # a conversation longer than seq_length, named by file:line
+        raise ConfigError(f"{e} (raise sft.seq_length or set sft.truncate: true)") from e
     return rows, {"records": len(examples), "skipped_records": skipped, "rows": len(rows)}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+
 import torch
 from megatron.core.distributed import finalize_model_grads
 from megatron.core.optimizer import OptimizerConfig as McoreOptimizerConfig
@@ -10,7 +12,6 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer import TransformerConfig
 from megatron.core.utils import get_model_config
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 from nemo_recipes.config import OptimizerConfig, ParallelConfig
 
 

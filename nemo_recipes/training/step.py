@@ -11,12 +11,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
-
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 
 ForwardStep = Callable[[object, torch.nn.Module], tuple[torch.Tensor, Callable]]
 

@@ -4,13 +4,13 @@ with exactly the losses of an uninterrupted run; a checkpoint saved at TP=2 resu
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import REPO, cli_command, cli_env, losses, run_cli
@@ -50,7 +50,12 @@ def kill_at_step(args: list[str], nproc: int, run_dir: Path, step: int) -> None:
         assert proc.poll() is None, f"run exited ({proc.returncode}) before step {step}"
         assert time.monotonic() < deadline, "timed out waiting for the run to reach the kill step"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # torchrun starts its workers in sessions of their own: kill the whole process tree.
+    tree = psutil.Process(proc.pid)
+    victims = [tree, *tree.children(recursive=True)]
+    for p in victims:
+        p.send_signal(signal.SIGKILL)
+    psutil.wait_procs(victims, timeout=30)
     proc.wait()
 
 

@@ -4,12 +4,12 @@ import logging
 import subprocess
 import sys
 
+import nemo_recipes.parallel  # noqa: F401  installs the layer before megatron.core is imported
+from nemo_recipes.parallel import cpu_device
+
 import pytest
 import torch
 import torch.nn.functional as F
-
-import nemo_recipes.parallel  # noqa: F401  installs the layer before megatron.core is imported
-from nemo_recipes.parallel import cpu_device
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the layer is only for CPU-only torch")
 

@@ -3,13 +3,14 @@ conversations per row) and unpacked (one per row) give the same loss, before and
 
 from __future__ import annotations
 
+from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+
 import pytest
 from transformers import AutoTokenizer
 
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import load_config
 from nemo_recipes.model.build import build_model
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
 from nemo_recipes.stages.sft import METRICS, load_rows, micro_batches, sft_forward_step
 from nemo_recipes.training.optimizer import build_optimizer
 from nemo_recipes.training.step import run_step

@@ -1,0 +1,115 @@
+"""Library API for the trainer: HF weights into a sharded model, and HF-named weights out of one.
+
+`load_hf_weights` and `iter_hf_weights` are collective over the model-parallel group (every TP/PP
+rank calls them); they work at any TP/PP/VP layout and with DDP / Float16Module wrappers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from conversion.hf_config import ConversionError, read_hf_config
+from conversion.hf_io import check_hf_weights
+from conversion.mapping import EMBED_NAME, LM_HEAD_NAME, bare_model, bridge_for
+from nemo_recipes.checkpoint.manager import load_model_weights
+from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.model.build import transformer_config
+
+# TransformerConfig fields that must agree between a built model and an HF config.json.
+ARCH_FIELDS = (
+    "num_layers",
+    "hidden_size",
+    "ffn_hidden_size",
+    "num_attention_heads",
+    "num_query_groups",
+    "kv_channels",
+    "layernorm_epsilon",
+    "qk_layernorm",
+    "add_qkv_bias",
+)
+
+
+def check_model_matches(model_chunks: list, hf: dict, source: Path) -> None:
+    """The built model has the architecture `hf` (an HF config dict read from `source`) describes."""
+    model = bare_model(model_chunks[0])
+    parallel = ParallelConfig(
+        tensor_model_parallel_size=model.config.tensor_model_parallel_size,
+        pipeline_model_parallel_size=model.config.pipeline_model_parallel_size,
+    )
+    want, arch = transformer_config(hf, ModelConfig(), parallel, model.config.transformer_impl)
+    diffs = [
+        f"{f}: model {getattr(model.config, f)} vs {getattr(want, f)}"
+        for f in ARCH_FIELDS
+        if getattr(model.config, f) != getattr(want, f)
+    ]
+    got = (model.vocab_size, model.share_embeddings_and_output_weights, float(model.rotary_base))
+    for name, mine, theirs in zip(
+        ("vocab_size", "tie_word_embeddings", "rope_theta"),
+        got,
+        (arch.vocab_size, arch.tie_word_embeddings, arch.rotary_base),
+        strict=True,
+    ):
+        if mine != theirs:
+            diffs.append(f"{name}: model {mine} vs {theirs}")
+    if diffs:
+        raise ConversionError(f"{source}: the model was built from another architecture: {'; '.join(diffs)}")
+
+
+def is_hf_dir(path: Path) -> bool:
+    """An HF model directory (config.json + safetensors), as opposed to one of our checkpoints."""
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def load_hf_weights(model_chunks: list, hf_dir: Path) -> None:
+    """Load an HF safetensors directory into this rank's shard of the model (collective).
+
+    The directory is checked first (names and shapes against its config.json, and that config
+    against the built model); every parameter of the model is written.
+    """
+    hf_dir = Path(hf_dir)
+    hf = read_hf_config(hf_dir)
+    check_model_matches(model_chunks, hf, hf_dir / "config.json")
+    check_hf_weights(hf_dir)  # on every rank (headers only), so all ranks fail alike
+    bridge = bridge_for(model_chunks, hf["model_type"])
+    with torch.no_grad():
+        bridge.load_weights([bare_model(c) for c in model_chunks], str(hf_dir), memory_efficient=True)
+
+
+def iter_hf_weights(
+    model_chunks: list, model_type: str, *, with_tied_lm_head: bool = True
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """`(hf_name, full tensor)` for every HF weight, on every rank, gathered across TP and PP (collective).
+
+    Every rank must consume the whole iterator. Tied embeddings appear once as
+    `model.embed_tokens.weight` (the copy a later pipeline stage holds is checked equal and skipped);
+    `with_tied_lm_head` then also yields it as `lm_head.weight` (vLLM on CPU needs it sent on refit;
+    an HF export leaves it out). Tensors are in the model's dtype and may be views of parameters.
+    """
+    bridge = bridge_for(model_chunks, model_type)
+    tied = bare_model(model_chunks[0]).share_embeddings_and_output_weights
+    seen: set[str] = set()
+    embed = None
+    with torch.no_grad():
+        for name, tensor in bridge.export_weights([bare_model(c) for c in model_chunks]):
+            if name in seen:
+                if name != EMBED_NAME or not torch.equal(embed, tensor):
+                    raise RuntimeError(f"{name} is exported twice with different values")
+                continue
+            seen.add(name)
+            if name == EMBED_NAME:
+                embed = tensor
+            yield name, tensor
+            if name == EMBED_NAME and tied and with_tied_lm_head:
+                yield LM_HEAD_NAME, tensor
+
+
+def initialize_from(path: Path, model: list) -> None:
+    """Start a stage from `path`: an HF model directory or one of our megatron checkpoints (collective)."""
+    path = Path(path)
+    if is_hf_dir(path):
+        load_hf_weights(model, path)
+    else:
+        load_model_weights(path, model)

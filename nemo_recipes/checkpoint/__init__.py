@@ -1,0 +1,1 @@
+"""Training checkpoints (megatron-core dist_checkpointing): atomic saves, resume, optimizer-state adapter."""

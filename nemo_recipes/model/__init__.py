@@ -1,0 +1,1 @@
+"""megatron-core GPTModel construction from HF-style configs."""

@@ -1,0 +1,50 @@
+"""chrf: sentence chrF++ (sacrebleu; character 6-grams plus word 1-2-grams, beta 2) / 100.
+
+``word_order: 2`` is chrF++, ``0`` is plain chrF. Character n-grams ignore whitespace, so the metric
+needs no tokenizer for Chinese (its word n-grams then see whole unsegmented runs, which only the
+word part of the score feels).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+
+from pydantic import Field
+from sacrebleu.metrics import CHRF
+
+from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.tasks.result import RewardResult, zero
+from nemo_recipes.tasks.schema import TaskRecord
+from nemo_recipes.tasks.text import ExtractConfig, extract_answer
+
+
+class ChrfParams(StrictModel):
+    kind: Literal["chrf"] = "chrf"
+    extract: ExtractConfig = ExtractConfig()
+    char_order: int = Field(6, ge=1)
+    word_order: int = Field(2, ge=0)
+    lowercase: bool = False
+
+
+@functools.cache
+def _metric(char_order: int, word_order: int, lowercase: bool) -> CHRF:
+    return CHRF(char_order=char_order, word_order=word_order, lowercase=lowercase)
+
+
+def score(response: str, record: TaskRecord, params: ChrfParams) -> RewardResult:
+    hypothesis = extract_answer(response, params.extract)
+    if hypothesis is None:
+        return zero("empty output")
+    result = _metric(params.char_order, params.word_order, params.lowercase).sentence_score(
+        hypothesis, [record.answer_text]
+    )
+    return RewardResult(min(result.score / 100.0, 1.0), {"chrf": result.score})
+
+
+def corpus_chrf(hypotheses: list[str], references: list[str], params: ChrfParams) -> float:
+    """Corpus chrF(++) / 100 over aligned lists."""
+    result = _metric(params.char_order, params.word_order, params.lowercase).corpus_score(
+        hypotheses, [references]
+    )
+    return result.score / 100.0

@@ -1,0 +1,155 @@
+"""The task table: per task, its reward, eval metrics, prompt template and sampling weight.
+
+A table is a YAML file (``tasks: {name: entry, ...}``) or a directory of them (merged; a task named
+twice is an error). Entries are strict: a misspelled key, an unknown reward kind or a bad value
+fails at load time naming the file, line and key path. Records are checked against the table here
+(unknown task, answer not a label, missing test code...). See ``docs/tasks.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, field_validator
+
+from data_prep.records import RecordError, RecordValidationError
+from nemo_recipes.config import resolve_asset
+from nemo_recipes.config_loader import ConfigError, StrictModel, load_config
+from nemo_recipes.tasks.rewards import RewardSpec, check_reward_record
+from nemo_recipes.tasks.schema import Language, TaskName, TaskRecord, iter_task_record_lines
+
+
+class TaskSpec(StrictModel):
+    """One task: how its outputs are scored in training and in evaluation."""
+
+    capability: str = Field(min_length=1)
+    """Capability / category (information_extraction, semantic_matching, translation, general...)."""
+    description: str = ""
+    reward: RewardSpec
+    metrics: dict[str, RewardSpec] = Field(default_factory=dict)
+    """Named eval metrics; empty means one metric, ``reward``, equal to the training reward."""
+    prompt_template: str | None = None
+    """Wraps a record's ``question`` (the text ``{question}`` is replaced); null: the question as is."""
+    sampling_weight: PositiveFloat = 1.0
+    equivalent_at: float = Field(1.0, gt=0, le=1)
+    """A response is equivalent to the reference when its reward reaches this (dynamic sampling)."""
+    languages: list[Language] = Field(default_factory=list)
+    """If given, a record's ``language`` must be one of these."""
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_placeholder(cls, template: str | None) -> str | None:
+        if template is not None and template.count("{question}") != 1:
+            raise ValueError("a prompt template must contain {question} exactly once")
+        return template
+
+    def eval_metrics(self) -> dict[str, RewardSpec]:
+        return dict(self.metrics) if self.metrics else {"reward": self.reward}
+
+
+class TaskTableFile(StrictModel):
+    tasks: dict[TaskName, TaskSpec] = Field(min_length=1)
+
+
+class UnknownTaskError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TaskTable:
+    tasks: dict[str, TaskSpec]
+    sources: dict[str, str] = field(default_factory=dict)  # task -> file it was defined in
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.tasks)
+
+    def spec(self, task: str) -> TaskSpec:
+        if task not in self.tasks:
+            raise UnknownTaskError(self._unknown(task))
+        return self.tasks[task]
+
+    def _unknown(self, task: str) -> str:
+        hint = difflib.get_close_matches(task, self.names, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"unknown task {task!r}{suggestion}; known tasks: {', '.join(self.names)}"
+
+    def check_record(self, record: TaskRecord) -> list[tuple[str, str]]:
+        """(field, problem) pairs for what the table requires of this record; empty when fine."""
+        if record.task not in self.tasks:
+            return [("task", self._unknown(record.task))]
+        spec = self.tasks[record.task]
+        problems = []
+        if record.capability is not None and record.capability != spec.capability:
+            problems.append(
+                ("capability", f"{record.capability!r} differs from the task's {spec.capability!r}")
+            )
+        if spec.languages and record.language not in spec.languages:
+            problems.append(("language", f"{record.language!r} is not one of the task's {spec.languages}"))
+        for reward in [spec.reward, *spec.metrics.values()]:
+            for problem in check_reward_record(reward, record):
+                if problem not in problems:
+                    problems.append(problem)
+        return problems
+
+
+def load_task_table(path: Path | str) -> TaskTable:
+    """A table from a YAML file, a directory of YAML files, or a shipped name (``sns_demo``)."""
+    resolved = _resolve(path)
+    files = sorted(resolved.glob("*.yaml")) if resolved.is_dir() else [resolved]
+    if not files:
+        raise ConfigError(f"{resolved}: no *.yaml task files in this directory")
+    tasks: dict[str, TaskSpec] = {}
+    sources: dict[str, str] = {}
+    for file in files:
+        for name, spec in load_config(TaskTableFile, file).tasks.items():
+            if name in tasks:
+                raise ConfigError(f"{file}: task {name!r} is already defined in {sources[name]}")
+            tasks[name], sources[name] = spec, str(file)
+    return TaskTable(tasks=tasks, sources=sources)
+
+
+def _resolve(path: Path | str) -> Path:
+    candidate = Path(path).expanduser()
+    if candidate.exists():
+        return candidate
+    name = str(path)
+    return resolve_asset(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml", "tasks")
+
+
+@dataclass
+class TaskReadResult:
+    records: list[TaskRecord] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def read_task_records(
+    path: Path | str, table: TaskTable, on_error: Literal["raise", "skip"] = "raise"
+) -> TaskReadResult:
+    """Read a JSONL file of task records, checked against the schema and the task table.
+
+    ``on_error="raise"`` raises :class:`~data_prep.records.RecordValidationError` (file, line, field)
+    at the first bad line; ``"skip"`` drops bad lines and keeps their errors in the result.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    result = TaskReadResult()
+    for line, record, errors in iter_task_record_lines(path):
+        if record is not None:
+            errors = [
+                RecordError(str(path), line, where, problem) for where, problem in table.check_record(record)
+            ]
+        if errors:
+            if on_error == "raise":
+                raise RecordValidationError(errors)
+            result.errors.extend(errors)
+            continue
+        assert record is not None
+        result.records.append(record)
+        result.line_numbers.append(line)
+    return result

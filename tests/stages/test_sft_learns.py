@@ -1,0 +1,30 @@
+"""A tiny random-init model learns the shipped toy chat task with the shipped recipe (CI-sized run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import REPO, read_metrics, run_cli
+
+STEPS = 120
+
+
+def test_tiny_model_learns_toy_chat(tmp_path: Path) -> None:
+    recipe = REPO / "nemo_recipes" / "recipes" / "sft_tiny.yaml"
+    sets = [
+        f"run_dir={tmp_path}",
+        f"sft.train_steps={STEPS}",
+        "sft.eval_interval_steps=60",
+        "logging.progress_bar=false",
+        "sft.checkpoint.save_interval_steps=1000",
+    ]
+    run_cli(["sft", str(recipe), *[a for s in sets for a in ("--set", s)]])
+    records = read_metrics(tmp_path)
+    first_loss = records[0]["loss"]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    assert len(records) == STEPS and len(val) == 2
+    # Random init starts near ln(vocab) = 7.6; after 120 steps the held-out answer loss is below 30% of it
+    # (measured 1.78 at step 100 of the 300-step recipe).
+    assert first_loss > 7.0
+    assert val[-1] < 0.3 * first_loss, f"validation loss {val} vs first training loss {first_loss}"
+    assert val[-1] < val[0]
