@@ -161,20 +161,21 @@ def export_sources(ckpt: Path, hf_config: str | None, tokenizer: str | None) -> 
 def check_checkpoint(ckpt: Path, chunks: list) -> None:
     """`ckpt` holds every tensor the model needs, with the same global shapes."""
     saved = dist_checkpointing.load_tensors_metadata(str(ckpt))
-    problems = []
+    problems: dict[str, str] = {}  # by key: the layers of a stage share one stacked key
     for sub in model_sharded_state_dict(chunks).values():
-        for key, t in sub.items():
-            if not hasattr(t, "global_shape") or key.endswith("_extra_state"):
-                continue
+        for t in sub.values():
+            if not hasattr(t, "global_shape") or t.key.endswith("_extra_state"):
+                continue  # fused gate/up factories and extra state: covered by their neighbours
             if t.key not in saved:
-                problems.append(f"missing {t.key}")
+                problems[t.key] = f"missing {t.key}"
             elif tuple(saved[t.key].global_shape) != tuple(t.global_shape):
-                problems.append(
+                problems[t.key] = (
                     f"{t.key} has shape {tuple(saved[t.key].global_shape)}, the config implies "
                     f"{tuple(t.global_shape)}"
                 )
     if problems:
-        raise ConversionError(f"{ckpt}: does not match the model config: {'; '.join(problems[:8])}")
+        listed = "; ".join(list(problems.values())[:8])
+        raise ConversionError(f"{ckpt}: does not match the model config: {listed}")
 
 
 def checkpoint_dtype(ckpt: Path) -> str:

@@ -220,9 +220,4 @@ def check_launch(cfg: RunConfig, world_size: int) -> int:
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
         )
-    if (par.context_parallel_size > 1 or par.sequence_parallel) and cfg.model.transformer_impl == "local":
-        raise ConfigError(
-            "context_parallel_size > 1 and sequence_parallel need Transformer Engine "
-            "(model.transformer_impl: transformer_engine or auto on a GPU); the local spec supports neither"
-        )
     return dp

@@ -48,8 +48,8 @@ class ArchSpec:
     tie_word_embeddings: bool
 
 
-def resolve_transformer_impl(model_cfg: ModelConfig) -> str:
-    """'local' or 'transformer_engine'; fails loudly when TE was asked for and is absent."""
+def resolve_transformer_impl(model_cfg: ModelConfig, parallel_cfg: ParallelConfig | None = None) -> str:
+    """'local' or 'transformer_engine'; fails loudly when a TE-only feature is asked for without TE."""
     have_te = importlib.util.find_spec("transformer_engine") is not None and torch.cuda.is_available()
     if model_cfg.transformer_impl == "auto":
         impl = "transformer_engine" if have_te else "local"
@@ -60,9 +60,17 @@ def resolve_transformer_impl(model_cfg: ModelConfig) -> str:
             "model.transformer_impl = transformer_engine, but Transformer Engine with CUDA is not available "
             "here (install the GPU container, see containers/); use 'local' or 'auto' on CPU"
         )
-    if model_cfg.fp8 is not None and impl != "transformer_engine":
+    parallel_cfg = parallel_cfg or ParallelConfig()
+    te_only = {
+        "model.fp8": model_cfg.fp8 is not None,
+        "parallel.context_parallel_size > 1": parallel_cfg.context_parallel_size > 1,
+        "parallel.sequence_parallel": parallel_cfg.sequence_parallel,
+    }
+    asked = [name for name, on in te_only.items() if on]
+    if impl == "local" and asked:
         raise ConfigError(
-            f"model.fp8 = {model_cfg.fp8!r} needs Transformer Engine on a GPU (resolved: {impl})"
+            f"{', '.join(asked)}: needs Transformer Engine on a GPU; this run resolved to megatron-core's "
+            "local layer spec (model.transformer_impl), which supports none of these"
         )
     return impl
 
@@ -198,6 +206,6 @@ def build_model(
     model_cfg: ModelConfig, parallel_cfg: ParallelConfig
 ) -> tuple[list, TransformerConfig, ArchSpec]:
     """Model chunks ready for training on this rank (parallel state must be initialised)."""
-    impl = resolve_transformer_impl(model_cfg)
+    impl = resolve_transformer_impl(model_cfg, parallel_cfg)
     cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl)
     return wrap_for_training(build_gpt_chunks(cfg, arch, impl), cfg, parallel_cfg), cfg, arch

@@ -43,7 +43,7 @@ from nemo_recipes.data.sft_dataset import (
     unpacked_rows,
 )
 from nemo_recipes.metrics import MetricsLogger
-from nemo_recipes.model.build import build_model
+from nemo_recipes.model.build import build_model, resolve_transformer_impl
 from nemo_recipes.run_dir import provenance, write_run_files
 from nemo_recipes.training import preemption
 from nemo_recipes.training.optimizer import build_optimizer
@@ -138,6 +138,7 @@ def run_sft(cfg: RunConfig) -> StageOutcome:
     sft, run_dir = cfg.sft, cfg.run_dir
     launch = read_launch_env()
     dp_size = check_launch(cfg, launch.world_size)
+    resolve_transformer_impl(cfg.model, cfg.parallel)  # TE-only options fail here, before any set-up
     init_distributed(cfg.parallel, launch)
     try:
         return _train(cfg, sft, run_dir, dp_size)

@@ -42,9 +42,7 @@ TaskName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9
 
 def _rule_error(field: str, problem: str) -> PydanticCustomError:
     """An error whose field path is exact (rendered by data_prep.records like the chat rules)."""
-    return PydanticCustomError(
-        CONVERSATION_ERROR, "{field}: {problem}", {"field": field, "problem": problem}
-    )
+    return PydanticCustomError(CONVERSATION_ERROR, "{field}: {problem}", {"field": field, "problem": problem})
 
 
 class TaskRecord(BaseModel):

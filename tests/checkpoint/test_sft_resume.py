@@ -97,3 +97,23 @@ def test_save_at_tp2_resume_at_tp1(init_ckpt: Path, tmp_path: Path) -> None:
     assert abs(resumed[-1] - reference[-1]) <= 1e-5, (
         f"next-step loss at TP=1 {resumed[-1]} vs {reference[-1]}"
     )
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_exits_3(init_ckpt: Path, tmp_path: Path) -> None:
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    run_cli(resume_args(full_dir, init_ckpt, "sft.checkpoint.save_interval_steps=100"))
+    args = resume_args(cut_dir, init_ckpt, "sft.checkpoint.save_interval_steps=100")
+    proc = subprocess.Popen(
+        cli_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    while logged_steps(cut_dir) < 3:
+        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode == 3, out[-3000:]
+    stopped_at = logged_steps(cut_dir)
+    assert stopped_at < STEPS
+    assert (cut_dir / "checkpoints" / "latest").read_text() == f"step_{stopped_at:08d}"
+    run_cli(args)
+    assert losses(cut_dir) == losses(full_dir)

@@ -101,7 +101,7 @@ def test_checkpoint_that_does_not_match_the_export_config(ckpt: Path, hf_root: P
     _fails(
         ["mcore-to-hf", str(ckpt), str(tmp_path / "out"), "--hf-config", str(config_dir)],
         f"{ckpt}: does not match the model config",
-        "decoder.layers.mlp.linear_fc1.weight has shape (4, 768, 128), the config implies (4, 1024, 128)",
+        "decoder.layers.mlp.linear_fc2.weight has shape (4, 128, 384), the config implies (4, 128, 512)",
     )
     assert not (tmp_path / "out").exists()
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+
+import yaml
 
 from tests.conftest import REPO, read_metrics, run_cli
 
@@ -28,3 +32,25 @@ def test_tiny_model_learns_toy_chat(tmp_path: Path) -> None:
     assert first_loss > 7.0
     assert val[-1] < 0.3 * first_loss, f"validation loss {val} vs first training loss {first_loss}"
     assert val[-1] < val[0]
+    # The run directory documents the run.
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert config["sft"]["train_steps"] == STEPS and config["model"]["hf_config"] == "tiny-qwen3"
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["world_size"] == 1 and prov["packages"]["megatron-core"] == "0.16.1" and prov["seed"] == 1234
+    assert list((tmp_path / "tensorboard" / "sft").glob("events.out.tfevents.*"))
+    assert {"loss", "grad_norm", "lr", "tokens_per_s"} <= set(records[0])
+
+
+def test_bf16_trains(tmp_path: Path) -> None:
+    sets = [
+        f"run_dir={tmp_path}",
+        "model.dtype=bfloat16",
+        "sft.train_steps=8",
+        "sft.valid_data=[]",
+        "sft.optimizer.lr=3e-3",
+        "sft.optimizer.warmup_steps=0",
+        "logging.progress_bar=false",
+    ]
+    run_cli(["sft", *[a for s in sets for a in ("--set", s)]])
+    loss = [r["loss"] for r in read_metrics(tmp_path)]
+    assert all(math.isfinite(x) for x in loss) and loss[-1] < loss[0] - 0.5, loss
