@@ -21,9 +21,14 @@ from transformers import AutoTokenizer
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import load_config
 from nemo_recipes.model.build import build_model
-from nemo_recipes.stages.sft import METRICS, global_batch_indices, load_rows, micro_batches, sft_forward_step
+from nemo_recipes.stages.sft import (
+    global_batch_indices,
+    load_rows,
+    micro_batches,
+    sft_forward_step,
+    train_step,
+)
 from nemo_recipes.training.optimizer import build_optimizer
-from nemo_recipes.training.step import run_step
 
 
 def bare_step(model, optimizer, batches, seq_length: int, mbs: int) -> None:
@@ -74,23 +79,7 @@ def main() -> None:
             bare_step(model, optimizer, fixed, sft.seq_length, sft.micro_batch_size)
             t_bare = time.perf_counter() - t
             t = time.perf_counter()
-            batches = micro_batches(
-                rows,
-                global_batch_indices(i, len(rows), sft.global_batch_size, cfg.seed),
-                sft.micro_batch_size,
-                0,
-                1,
-            )
-            run_step(
-                model,
-                batches,
-                sft_forward_step,
-                sft.seq_length,
-                sft.micro_batch_size,
-                METRICS,
-                optimizer,
-                scheduler,
-            )
+            train_step(model, optimizer, scheduler, rows, i, sft, cfg.seed, 0, 1)
             t_ours = time.perf_counter() - t
             if i >= args.warmup:
                 ours.append(t_ours)

@@ -13,6 +13,13 @@ from typing import Literal
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from nemo_recipes.config_loader import ConfigError, StrictModel
+from nemo_recipes.rl_config import (
+    DynamicSamplingConfig,
+    OverlongPenaltyConfig,
+    PolicyLossConfig,
+    RolloutEngineConfig,
+    SamplingConfig,
+)
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -169,8 +176,70 @@ class SFTConfig(StrictModel):
         return self
 
 
+class RLOptimizerConfig(OptimizerConfig):
+    """RL defaults (the recipe): constant learning rate after a 10-step warm-up."""
+
+    lr_schedule: Literal["cosine", "constant", "linear"] = "constant"
+    warmup_steps: int | None = Field(10, ge=0)
+
+
+class RLCheckpointConfig(CheckpointConfig):
+    save_interval_steps: PositiveInt = 20
+
+
+class GRPOConfig(StrictModel):
+    """The RL stage (stages 1 and 3 of the recipe): prompts, batch, the objective, the engine."""
+
+    task_table: str = "sns_demo"
+    """Task table (reward per task): a shipped name, a YAML file or a directory (docs/tasks.md)."""
+    train_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl"])
+    """JSONL task records; shipped names resolve under assets/data."""
+    on_bad_record: Literal["raise", "skip"] = "raise"
+    task_weights: dict[str, PositiveFloat] = Field(default_factory=dict)
+    """Sampling weight per task name (balanced across tasks); unlisted tasks weigh 1."""
+    prompts_per_step: PositiveInt = 8
+    """Prompt groups per optimizer step, over all data-parallel ranks (after dynamic sampling)."""
+    mini_batches_per_step: PositiveInt = 1
+    """Optimizer updates per rollout batch: the groups are split into this many mini-batches."""
+    micro_batch_size: PositiveInt = 2
+    """Responses per forward/backward micro-batch."""
+    max_prompt_tokens: PositiveInt = 256
+    """Longer prompts are an error naming the record (file:line)."""
+    train_steps: PositiveInt = 100
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    engine: RolloutEngineConfig = Field(default_factory=RolloutEngineConfig)
+    loss: PolicyLossConfig = Field(default_factory=PolicyLossConfig)
+    dynamic_sampling: DynamicSamplingConfig = Field(default_factory=DynamicSamplingConfig)
+    overlong: OverlongPenaltyConfig = Field(default_factory=OverlongPenaltyConfig)
+    optimizer: RLOptimizerConfig = Field(default_factory=RLOptimizerConfig)
+    checkpoint: RLCheckpointConfig = Field(default_factory=RLCheckpointConfig)
+
+    @property
+    def seq_length(self) -> int:
+        """Tokens per trained row: the longest prompt plus the longest response."""
+        return self.max_prompt_tokens + self.sampling.max_response_tokens
+
+    @property
+    def responses_per_step(self) -> int:
+        return self.prompts_per_step * self.sampling.num_generations_per_prompt
+
+    @model_validator(mode="after")
+    def _batch_shapes(self) -> GRPOConfig:
+        if self.prompts_per_step % self.mini_batches_per_step:
+            raise ValueError(
+                f"prompts_per_step {self.prompts_per_step} is not a multiple of mini_batches_per_step "
+                f"{self.mini_batches_per_step}"
+            )
+        if self.overlong.enabled and self.overlong.buffer_tokens >= self.sampling.max_response_tokens:
+            raise ValueError(
+                f"overlong.buffer_tokens {self.overlong.buffer_tokens} must be below "
+                f"sampling.max_response_tokens {self.sampling.max_response_tokens}"
+            )
+        return self
+
+
 class RunConfig(StrictModel):
-    """The whole run. `redone sft` uses model, parallel, logging, sft."""
+    """The whole run. `redone sft` uses model, parallel, logging, sft; `redone grpo` uses grpo, not sft."""
 
     run_dir: Path = Path("runs/default")
     seed: int = 1234
@@ -178,6 +247,7 @@ class RunConfig(StrictModel):
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
 
 
 def check_launch(cfg: RunConfig, world_size: int) -> int:

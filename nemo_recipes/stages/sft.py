@@ -47,7 +47,7 @@ from nemo_recipes.model.build import build_model, resolve_transformer_impl
 from nemo_recipes.run_dir import provenance, write_run_files
 from nemo_recipes.training import preemption
 from nemo_recipes.training.optimizer import build_optimizer
-from nemo_recipes.training.step import run_step
+from nemo_recipes.training.step import StepResult, run_step
 
 METRICS = ("lm_loss",)
 
@@ -127,6 +127,25 @@ def sft_forward_step(batch, model):
     return per_token_loss, loss_fn
 
 
+def train_step(
+    model: list,
+    optimizer,
+    scheduler,
+    rows: list,
+    step: int,
+    sft: SFTConfig,
+    seed: int,
+    dp_rank: int,
+    dp_size: int,
+) -> StepResult:
+    """One optimizer step on the global batch of `step` (this rank's share of it)."""
+    indices = global_batch_indices(step, len(rows), sft.global_batch_size, seed)
+    batches = micro_batches(rows, indices, sft.micro_batch_size, dp_rank, dp_size)
+    return run_step(
+        model, batches, sft_forward_step, sft.seq_length, sft.micro_batch_size, METRICS, optimizer, scheduler
+    )
+
+
 def _total_steps(sft: SFTConfig, num_rows: int) -> int:
     if sft.train_steps is not None:
         return sft.train_steps
@@ -185,17 +204,8 @@ def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> Stage
 
     last_ckpt = resume_from
     while state.step < total_steps:
-        indices = global_batch_indices(state.step, len(train_rows), sft.global_batch_size, cfg.seed)
-        batches = micro_batches(train_rows, indices, sft.micro_batch_size, dp_rank, dp_size)
-        result = run_step(
-            model,
-            batches,
-            sft_forward_step,
-            sft.seq_length,
-            sft.micro_batch_size,
-            METRICS,
-            optimizer,
-            scheduler,
+        result = train_step(
+            model, optimizer, scheduler, train_rows, state.step, sft, cfg.seed, dp_rank, dp_size
         )
         state.step += 1
         state.consumed_rows += sft.global_batch_size
