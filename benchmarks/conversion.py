@@ -1,6 +1,6 @@
 """Conversion time and peak memory for a Qwen3-0.6B-shaped model (random weights), both directions.
 
-Each `redone convert` command runs as a child process; its wall time and the peak RSS of its process
+Each `redone convert` command runs as a child process; its wall time and the peak PSS of its process
 tree (sampled every 20 ms) are reported. The reference, measured in the same run: reading every
 tensor of the HF directory with safetensors and writing it back, the I/O any conversion pays. The
 export is also checked bit-exact against the source, and `verify` runs on the converted checkpoint.
@@ -78,7 +78,11 @@ def io_reference_seconds(hf_dir: Path) -> float:
 
 
 def measure(args: list[str]) -> tuple[float, float, str]:
-    """Run `redone ARGS`; (wall seconds, peak RSS of the process tree in GiB, stdout)."""
+    """Run `redone ARGS`; (wall seconds, peak memory of the process tree in GiB, stdout).
+
+    Memory is PSS (proportional set size): pages a forked helper shares with its parent count once,
+    where summed RSS would count them in every process.
+    """
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -88,7 +92,7 @@ def measure(args: list[str]) -> tuple[float, float, str]:
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree))
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree))
         except psutil.NoSuchProcess:
             pass
         time.sleep(SAMPLE_SECONDS)
@@ -123,7 +127,7 @@ def main() -> None:
         rows.append(("verify", ["convert", "verify", str(hf), str(mcore)]))
     print(f"Qwen3-0.6B shape, {args.dtype}, {size_gib:.2f} GiB of weights; cores: {os.cpu_count()}")
     print(f"reference (safetensors read + write): {reference:.1f} s")
-    print("| step | wall s | x reference | peak RSS GiB |\n|---|---|---|---|")
+    print("| step | wall s | x reference | peak PSS GiB |\n|---|---|---|---|")
     for name, cmd in rows:
         seconds, peak, out = measure(cmd)
         print(f"| {name} | {seconds:.1f} | {seconds / reference:.1f} | {peak:.2f} |")

@@ -21,7 +21,8 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from conversion.convert import build_for_conversion, model_parallel
 from conversion.hf_config import check_layout, read_hf_config
 from conversion.mapping import bare_model
-from conversion.weights import initialize_from
+from conversion.weights import is_hf_dir, load_hf_weights
+from nemo_recipes.checkpoint.manager import load_model_weights
 
 PROMPTS = (
     "The quick brown fox jumps over the lazy dog.",
@@ -132,6 +133,9 @@ def verify(hf_dir: Path, ckpt: Path, tp: int = 1, pp: int = 1) -> LogitsReport |
     reference = hf_logits(hf_dir, prompts) if first else None
     with model_parallel(tp, pp) as parallel:
         chunks, _ = build_for_conversion(hf, "float32", parallel)
-        initialize_from(ckpt, chunks)
+        if is_hf_dir(ckpt):  # straight through the mapping: verify must not read a cached import
+            load_hf_weights(chunks, ckpt)
+        else:
+            load_model_weights(ckpt, chunks)
         test = [megatron_logits(chunks, p) for p in prompts]
     return compare_logits(reference, test) if first else None

@@ -6,17 +6,26 @@ rank calls them); they work at any TP/PP/VP layout and with DDP / Float16Module 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from conversion.hf_config import ConversionError, read_hf_config
 from conversion.hf_io import check_hf_weights
 from conversion.mapping import EMBED_NAME, LM_HEAD_NAME, bare_model, bridge_for
-from nemo_recipes.checkpoint.manager import load_model_weights
+from nemo_recipes.checkpoint.manager import WEIGHTS_FILE, load_model_weights, save_model_weights
 from nemo_recipes.config import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import transformer_config
+
+IMPORT_SOURCE_FILE = "hf_source.json"
+"""Inside a cached import: the HF directory it was made from."""
 
 # TransformerConfig fields that must agree between a built model and an HF config.json.
 ARCH_FIELDS = (
@@ -106,10 +115,55 @@ def iter_hf_weights(
                 yield LM_HEAD_NAME, tensor
 
 
-def initialize_from(path: Path, model: list) -> None:
-    """Start a stage from `path`: an HF model directory or one of our megatron checkpoints (collective)."""
+def default_import_cache() -> Path:
+    """Where HF imports are cached: `$REDONE_CACHE_DIR/hf_imports`, else `~/.cache/redone/hf_imports`."""
+    return Path(os.environ.get("REDONE_CACHE_DIR", Path.home() / ".cache" / "redone")) / "hf_imports"
+
+
+def import_key(hf_dir: Path, dtype: torch.dtype) -> str:
+    """Names the cached import of `hf_dir` in `dtype`: its config.json and weight files (size, mtime)."""
+    digest = hashlib.sha256((hf_dir / "config.json").read_bytes())
+    for f in sorted(hf_dir.glob("*.safetensors")):
+        st = f.stat()
+        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    digest.update(str(dtype).encode())
+    return f"{hf_dir.resolve().name}-{digest.hexdigest()[:16]}"
+
+
+def initialize_from(path: Path, model: list, import_cache: Path | None = None) -> Path:
+    """Start a stage from `path`: one of our megatron checkpoints, or an HF model directory (collective).
+
+    An HF directory is imported once: its weights are loaded through the mapping, saved as our
+    (any-layout) checkpoint under `import_cache`, and later starts from the same directory load that
+    checkpoint. Returns the checkpoint the weights came from.
+    """
     path = Path(path)
-    if is_hf_dir(path):
-        load_hf_weights(model, path)
-    else:
+    if not is_hf_dir(path):
         load_model_weights(path, model)
+        return path
+    check_model_matches(model, read_hf_config(path), path / "config.json")
+    cache = Path(import_cache or default_import_cache())
+    cached = cache / import_key(path, bare_model(model[0]).config.params_dtype)
+    if (cached / WEIGHTS_FILE).is_file():
+        load_model_weights(cached, model)
+        return cached
+    load_hf_weights(model, path)
+    token = [uuid.uuid4().hex if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(token, src=0)  # one staging name for every rank of this job
+    staging = cached.with_name(f"{cached.name}.import-{token[0]}")
+    save_model_weights(staging, model)
+    if dist.get_rank() == 0:
+        (staging / IMPORT_SOURCE_FILE).write_text(json.dumps({"hf_dir": str(path.resolve())}) + "\n")
+        _publish(staging, cached)
+    dist.barrier()
+    return cached
+
+
+def _publish(staging: Path, cached: Path) -> None:
+    """Rename a finished import into place; a concurrent job that got there first wins."""
+    try:
+        os.replace(staging, cached)
+    except OSError:
+        if not (cached / WEIGHTS_FILE).is_file():
+            raise
+        shutil.rmtree(staging)

@@ -44,7 +44,10 @@ class ModelConfig(StrictModel):
     tokenizer: str = "tiny"
     """An HF tokenizer directory, or a shipped one under assets/tokenizer."""
     init_from: Path | None = None
-    """A megatron checkpoint directory to start from; None = random init (seeded)."""
+    """Start from these weights: one of our checkpoints (any layout), or an HF model directory
+    (imported once into hf_import_cache, reused afterwards); None = random init (seeded)."""
+    hf_import_cache: Path | None = None
+    """Where HF imports are kept; default $REDONE_CACHE_DIR/hf_imports or ~/.cache/redone/hf_imports."""
     transformer_impl: Literal["auto", "local", "transformer_engine"] = "auto"
     """The one switch for GPU-only kernels: auto = Transformer Engine when CUDA and TE are present."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -69,6 +72,8 @@ class ParallelConfig(StrictModel):
     pipeline_model_parallel_size: PositiveInt = 1
     virtual_pipeline_model_parallel_size: PositiveInt | None = None
     context_parallel_size: PositiveInt = 1
+    expert_model_parallel_size: PositiveInt = 1
+    """Mixture-of-experts models: experts split over this many ranks of the data-parallel group."""
     sequence_parallel: bool = False
     data_parallel_size: PositiveInt | None = None
     """Optional: if given, must equal world_size / (tp * pp * cp)."""
@@ -101,6 +106,12 @@ class ParallelConfig(StrictModel):
             raise ConfigError(
                 f"parallel.data_parallel_size = {self.data_parallel_size}, but world size {world_size} / "
                 f"(tp*pp*cp = {mp}) = {dp}"
+            )
+        ep = self.expert_model_parallel_size
+        if (dp * self.context_parallel_size) % ep:
+            raise ConfigError(
+                f"parallel.expert_model_parallel_size {ep} must divide data-parallel x context-parallel "
+                f"size {dp * self.context_parallel_size} (megatron-core splits experts inside that group)"
             )
         return dp
 

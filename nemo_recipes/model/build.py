@@ -1,4 +1,4 @@
-"""Build megatron-core GPTModel chunks for the Qwen3 / Qwen2 / Llama families from an HF config.
+"""Build megatron-core GPTModel chunks for the Qwen3 / Qwen3-MoE / Qwen2 / Llama families from an HF config.
 
 The layer spec is the one switch for GPU kernels: Transformer Engine's spec when resolved to
 `transformer_engine`, megatron-core's local (pure torch) spec otherwise. Parameters are initialised
@@ -24,6 +24,7 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_with_transformer_engine_spec,
 )
 from megatron.core.transformer import TransformerConfig
+from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.module import Float16Module
 
 from nemo_recipes.config import ModelConfig, ParallelConfig
@@ -32,9 +33,15 @@ from nemo_recipes.config_loader import ConfigError
 FAMILIES = {
     # model_type: (qk_layernorm, add_qkv_bias)
     "qwen3": (True, False),
+    "qwen3_moe": (True, False),
     "qwen2": (False, True),
     "llama": (False, False),
 }
+MOE_FAMILIES = ("qwen3_moe",)
+"""Families whose every decoder layer is a routed mixture of experts (no shared expert)."""
+
+MOE_TOKEN_DISPATCHER = "alltoall"
+"""Works on CPU/gloo and on GPU; it is the dispatcher megatron-core recommends for expert parallelism."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,44 @@ def _rope_theta(hf: dict) -> float:
     if theta is None:
         raise ConfigError("model config: no rope_theta (in rope_parameters or at the top level)")
     return float(theta)
+
+
+def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig) -> dict:
+    """TransformerConfig MoE fields for a Qwen3-MoE config; {} for dense families.
+
+    Routing as in transformers: softmax over all experts, top-k, then (norm_topk_prob) renormalised
+    over the k. megatron's top-k-then-softmax (`moe_router_pre_softmax=False`) is that renormalised
+    form; softmax-then-top-k without renormalising is `moe_router_pre_softmax=True`. The load-balancing
+    loss is on only where transformers adds it to the loss: `output_router_logits` true (coefficient
+    `router_aux_loss_coef`).
+    """
+    if hf.get("model_type") not in MOE_FAMILIES:
+        return {}
+    sparse_step, dense_layers = hf.get("decoder_sparse_step", 1), hf.get("mlp_only_layers") or []
+    if sparse_step != 1 or dense_layers:
+        raise ConfigError(
+            f"model config: decoder_sparse_step {sparse_step} / mlp_only_layers {dense_layers}: dense "
+            "layers inside an MoE model are not supported (needs decoder_sparse_step 1, mlp_only_layers [])"
+        )
+    num_experts = hf["num_experts"]
+    if num_experts % parallel_cfg.expert_model_parallel_size:
+        raise ConfigError(
+            f"model config: num_experts {num_experts} is not divisible by "
+            f"parallel.expert_model_parallel_size {parallel_cfg.expert_model_parallel_size}"
+        )
+    aux_loss_coeff = float(hf.get("router_aux_loss_coef", 0.0)) if hf.get("output_router_logits") else 0.0
+    return dict(
+        num_moe_experts=num_experts,
+        moe_ffn_hidden_size=hf["moe_intermediate_size"],
+        moe_router_topk=hf["num_experts_per_tok"],
+        moe_router_score_function="softmax",
+        moe_router_pre_softmax=not hf.get("norm_topk_prob", False),
+        moe_router_load_balancing_type="aux_loss" if aux_loss_coeff > 0 else "none",
+        moe_aux_loss_coeff=aux_loss_coeff,
+        moe_token_dispatcher_type=MOE_TOKEN_DISPATCHER,
+        moe_grouped_gemm=impl == "transformer_engine",
+        expert_model_parallel_size=parallel_cfg.expert_model_parallel_size,
+    )
 
 
 def transformer_config(
@@ -141,6 +186,7 @@ def transformer_config(
         recompute_num_layers=1 if model_cfg.recompute == "full" else None,
         fp8=model_cfg.fp8,
         transformer_impl=impl,
+        **_moe_fields(hf, impl, parallel_cfg),
     )
     arch = ArchSpec(
         model_type=model_type,
@@ -152,10 +198,12 @@ def transformer_config(
     return cfg, arch
 
 
-def layer_spec(cfg: TransformerConfig, impl: str):
+def layer_spec(cfg: TransformerConfig, impl: str) -> ModuleSpec:
+    """Transformer Engine's layer (grouped-GEMM experts) or megatron-core's local one (SequentialMLP)."""
+    moe = {"num_experts": cfg.num_moe_experts, "moe_grouped_gemm": cfg.moe_grouped_gemm}
     if impl == "transformer_engine":
-        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.qk_layernorm)
-    return get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm")
+        return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.qk_layernorm, **moe)
+    return get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm", **moe)
 
 
 def build_gpt_chunks(cfg: TransformerConfig, arch: ArchSpec, impl: str) -> list[GPTModel]:

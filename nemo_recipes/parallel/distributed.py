@@ -85,6 +85,7 @@ def init_distributed(parallel_cfg: ParallelConfig, launch: LaunchEnv, timeout_mi
         pipeline_model_parallel_size=parallel_cfg.pipeline_model_parallel_size,
         virtual_pipeline_model_parallel_size=parallel_cfg.virtual_pipeline_model_parallel_size,
         context_parallel_size=parallel_cfg.context_parallel_size,
+        expert_model_parallel_size=parallel_cfg.expert_model_parallel_size,
     )
     return parallel_state.get_data_parallel_world_size()
 

@@ -23,6 +23,7 @@ from nemo_recipes.parallel.distributed import (
 import torch
 from transformers import AutoTokenizer
 
+from conversion.weights import initialize_from
 from data_prep.records import read_chat_records
 from nemo_recipes.algorithms.sft_loss import masked_token_loss
 from nemo_recipes.checkpoint.manager import (
@@ -30,7 +31,6 @@ from nemo_recipes.checkpoint.manager import (
     current_layout,
     latest_checkpoint,
     load_checkpoint,
-    load_model_weights,
     save_checkpoint,
 )
 from nemo_recipes.config import RunConfig, SFTConfig, check_launch, resolve_asset
@@ -189,7 +189,9 @@ def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> Stage
         state = load_checkpoint(resume_from, model, optimizer, sft.checkpoint)
         scheduler.load_state_dict(state.scheduler)
     elif cfg.model.init_from is not None:
-        load_model_weights(cfg.model.init_from, model)
+        source = initialize_from(cfg.model.init_from, model, cfg.model.hf_import_cache)
+        if is_logging_rank():
+            print(f"[sft] initial weights from {source}", flush=True)
 
     dp_rank = parallel_state.get_data_parallel_rank()
     logger = None
