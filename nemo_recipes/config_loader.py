@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -76,29 +77,53 @@ def _set_dotted(tree: dict[str, Any], parts: list[str], value: Any, where: str) 
     node[parts[-1]] = value
 
 
-def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the section at `loc` (for 'did you mean' hints)."""
+def _walk(schema: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """The section type at `loc[:-1]` (None where it cannot be told) and `loc` without union tags."""
     model: Any = schema
+    shown = []
     for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        model = field.annotation
-        # Optional[Section] / Section | None
-        for arg in getattr(model, "__args__", ()) or ():
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                model = arg
-    return sorted(getattr(model, "model_fields", {}).keys())
+        if model is None:
+            shown.append(part)
+            continue
+        model, is_tag = _child(model, part)
+        if not is_tag:
+            shown.append(part)
+    return model, (*shown, loc[-1])
+
+
+def _child(tp: Any, part: Any) -> tuple[Any, bool]:
+    """The type that `part` of a location leads into from `tp`, and whether `part` is a union tag."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        field = tp.model_fields.get(part)
+        return (_child_type(field.annotation) if field else None), False
+    if get_origin(tp) in (dict, list, tuple, set):
+        return _child_type(get_args(tp)[-1]), False
+    members = [a for a in get_args(tp) if isinstance(a, type) and issubclass(a, BaseModel)]
+    for member in members:  # a discriminated union: pydantic puts the tag in the location
+        tags = [f.default for f in member.model_fields.values() if get_origin(f.annotation) is Literal]
+        if part in tags:
+            return member, True
+    return None, False
+
+
+def _child_type(annotation: Any) -> Any:
+    """A field's type without Annotated / Optional wrappers."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
 
 
 def _format_errors(e: ValidationError, schema: type[BaseModel], sources: dict[str, str]) -> str:
     msgs = []
     for err in e.errors():
-        loc = tuple(err["loc"])
+        section, loc = _walk(schema, tuple(err["loc"]))
         dotted = ".".join(str(p) for p in loc)
         where = _source_of(dotted, sources)
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(schema, loc)
+            allowed = sorted(getattr(section, "model_fields", {}).keys())
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             msg = f"{where}: unknown key '{dotted}'"
             if hint:

@@ -85,9 +85,17 @@ def test_batch_divisibility_and_model_limits() -> None:
     cfg = load_config(RunConfig, None, ["sft.global_batch_size=6", "sft.micro_batch_size=2"])
     with pytest.raises(
         ConfigError,
-        match="global_batch_size 6 must be a multiple of micro_batch_size 2 x data-parallel size 2",
+        match=r"global_batch_size 6 must be a multiple of sft\.micro_batch_size 2 x data-parallel size 2",
     ):
         check_launch(cfg, 2)
+    cfg = load_config(
+        RunConfig, None, ["grpo.prompts_per_step=3", "grpo.sampling.num_generations_per_prompt=2"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"grpo responses per mini-batch .* 6 must be a multiple of grpo.micro"
+    ):
+        check_launch(cfg, 2, "grpo")
+    assert check_launch(cfg, 1, "grpo") == 1
     with pytest.raises(ConfigError, match="not a multiple of micro_batch_size"):
         load_config(RunConfig, None, ["sft.global_batch_size=5", "sft.micro_batch_size=2"])
     cfg = load_config(RunConfig, None, ["sft.seq_length=4096"])
@@ -96,3 +104,15 @@ def test_batch_divisibility_and_model_limits() -> None:
     cfg = load_config(RunConfig, None, ["parallel.tensor_model_parallel_size=8"])
     with pytest.raises(ConfigError, match="divisible by tensor_model_parallel_size 8"):
         check_launch(cfg, 8)
+
+
+def test_unknown_key_inside_a_dict_entry_and_a_tagged_union(tmp_path: Path) -> None:
+    from nemo_recipes.tasks.table import TaskTableFile
+
+    table = tmp_path / "t.yaml"
+    table.write_text("tasks:\n  foo:\n    capability: x\n    reward: {kind: chrf, char_ordr: 2}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TaskTableFile, table)
+    message = str(err.value)
+    assert f"{table}:4: unknown key 'tasks.foo.reward.char_ordr' (did you mean 'char_order'?)" in message
+    assert "allowed here: char_order, extract, kind, lowercase, word_order" in message
