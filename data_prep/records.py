@@ -98,11 +98,11 @@ class RecordError:
 
 
 class RecordValidationError(ValueError):
-    """Raised by :func:`read_chat_records` with ``on_error="raise"``; carries the line's errors."""
+    """Raised by the record readers with ``on_error="raise"``; carries the line's errors."""
 
     def __init__(self, errors: list[RecordError]) -> None:
         self.errors = errors
-        super().__init__("invalid chat record\n  " + "\n  ".join(str(error) for error in errors))
+        super().__init__("invalid record\n  " + "\n  ".join(str(error) for error in errors))
 
 
 @dataclass

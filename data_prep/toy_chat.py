@@ -106,6 +106,21 @@ def generate_toy_chat(n: int, seed: int) -> list[dict]:
     return records
 
 
+def generate_toy_task_records(n: int, seed: int, tasks: tuple[str, ...] = TOY_TASKS) -> list[dict]:
+    """``n`` single-exchange toy prompts as task records (question/answer) for the RL stage."""
+    rng = random.Random(seed)
+    used_prompts: set[str] = set()
+    records = []
+    for index in range(n):
+        task = rng.choice(tasks)
+        question, answer = _fresh_prompt(task, rng, used_prompts)
+        records.append(
+            {"id": f"toy-{index:05d}", "task": task, "language": "en", "split": "train"}
+            | {"question": question, "answer": answer}
+        )
+    return records
+
+
 def _fresh_prompt(task: str, rng: random.Random, used_prompts: set[str]) -> tuple[str, str]:
     for _ in range(MAX_DRAWS_PER_PROMPT):
         prompt, answer = _PROMPT_MAKERS[task](rng)
@@ -131,7 +146,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-records", type=int, default=2000)
     parser.add_argument("--valid-records", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument(
+        "--rl-tasks", nargs="+", choices=TOY_TASKS, help="write RL task records of these tasks instead"
+    )
     args = parser.parse_args(argv)
+    if args.rl_tasks:
+        records = generate_toy_task_records(args.train_records, args.seed, tuple(args.rl_tasks))
+        args.out.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        (args.out / "train.jsonl").write_text(lines, encoding="utf-8")
+        print(f"wrote {len(records)} RL task records to {args.out / 'train.jsonl'}")
+        return
     records = generate_toy_chat(args.train_records + args.valid_records, seed=args.seed)
     write_jsonl(records[: args.train_records], args.out / "train.jsonl")
     write_jsonl(records[args.train_records :], args.out / "valid.jsonl")

@@ -40,10 +40,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
     from nemo_recipes.stages.sft import run_sft
 
-    outcome = run_sft(cfg)
-    if not outcome.completed:
-        return 3  # stopped by a signal after checkpointing: run again to resume
-    return 0
+    return 0 if run_sft(cfg).completed else 3  # 3: stopped by a signal after checkpointing
+
+
+def _cmd_grpo(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.stages.grpo import run_grpo
+
+    return 0 if run_grpo(cfg).completed else 3
 
 
 def _cmd_init_model(args: argparse.Namespace) -> int:
@@ -65,6 +69,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
+    "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
     "init-model": (
         _cmd_init_model,
         "save the configured model, randomly initialised (seeded), as a checkpoint",

@@ -56,9 +56,13 @@ class ModelConfig(StrictModel):
     init_method_std: PositiveFloat = 0.02
     recompute: Literal["full", "selective"] | None = None
 
-    def hf_config_dict(self) -> dict:
+    def hf_config_file(self) -> Path:
+        """The config.json `hf_config` names."""
         path = resolve_asset(self.hf_config, "models")
-        path = path / "config.json" if path.is_dir() else path
+        return path / "config.json" if path.is_dir() else path
+
+    def hf_config_dict(self) -> dict:
+        path = self.hf_config_file()
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
@@ -261,24 +265,49 @@ class RunConfig(StrictModel):
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
 
 
-def check_launch(cfg: RunConfig, world_size: int) -> int:
+def hf_num_experts(hf: dict) -> int:
+    """Routed experts per layer of an HF config (0 for a dense model).
+
+    Published Qwen3-MoE configs say `num_experts`; transformers 5 writes `num_local_experts`.
+    """
+    return int(hf.get("num_experts") or hf.get("num_local_experts") or 0)
+
+
+def _stage_batch(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> tuple[int, str, int, int, str]:
+    """(rows per optimizer step, what they are, micro-batch size, seq length, its key) of a stage."""
+    if stage == "sft":
+        sft = cfg.sft
+        return (
+            sft.global_batch_size,
+            "sft.global_batch_size",
+            sft.micro_batch_size,
+            sft.seq_length,
+            "sft.seq_length",
+        )
+    grpo = cfg.grpo
+    rows = grpo.responses_per_step // grpo.mini_batches_per_step
+    what = "grpo responses per mini-batch (prompts_per_step / mini_batches_per_step x group size)"
+    seq_key = "grpo.max_prompt_tokens + grpo.sampling.max_response_tokens"
+    return rows, what, grpo.micro_batch_size, grpo.seq_length, seq_key
+
+
+def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] = "sft") -> int:
     """Cross-field rules that need the world size; returns the data-parallel size.
 
     Run on every rank before any model is built, so a bad layout fails in seconds.
     """
-    par, sft = cfg.parallel, cfg.sft
+    par = cfg.parallel
     dp = par.data_parallel_for(world_size)
-    if sft.global_batch_size % (sft.micro_batch_size * dp):
+    rows, what, micro_batch_size, seq_length, seq_key = _stage_batch(cfg, stage)
+    if rows % (micro_batch_size * dp):
         raise ConfigError(
-            f"sft.global_batch_size {sft.global_batch_size} must be a multiple of micro_batch_size "
-            f"{sft.micro_batch_size} x data-parallel size {dp}"
+            f"{what} {rows} must be a multiple of {stage}.micro_batch_size {micro_batch_size} x "
+            f"data-parallel size {dp}"
         )
     hf = cfg.model.hf_config_dict()
     max_pos = hf.get("max_position_embeddings")
-    if max_pos is not None and sft.seq_length > max_pos:
-        raise ConfigError(
-            f"sft.seq_length {sft.seq_length} exceeds the model's max_position_embeddings {max_pos}"
-        )
+    if max_pos is not None and seq_length > max_pos:
+        raise ConfigError(f"{seq_key} = {seq_length} exceeds the model's max_position_embeddings {max_pos}")
     vocab = hf.get("vocab_size", 0)
     if vocab % par.tensor_model_parallel_size:
         raise ConfigError(
@@ -297,8 +326,24 @@ def check_launch(cfg: RunConfig, world_size: int) -> int:
         raise ConfigError(
             f"num_hidden_layers {layers} is not divisible by pipeline stages x virtual stages {stages}"
         )
+    experts, ep = hf_num_experts(hf), par.expert_model_parallel_size
+    if ep > 1 and (not experts or experts % ep):
+        raise ConfigError(
+            f"parallel.expert_model_parallel_size {ep} needs a mixture-of-experts model whose "
+            f"num_experts is divisible by it; {cfg.model.hf_config} has num_experts {experts or None}"
+        )
     if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
+        )
+    if stage == "grpo" and par.context_parallel_size > 1:
+        raise ConfigError(
+            f"parallel.context_parallel_size {par.context_parallel_size}: the GRPO stage does not support "
+            "context parallelism yet (rollout rows are short; use tensor/pipeline/data parallelism)"
+        )
+    if stage == "grpo" and cfg.grpo.loss.kl_coef > 0 and cfg.model.init_from is None:
+        raise ConfigError(
+            f"grpo.loss.kl_coef {cfg.grpo.loss.kl_coef} needs a reference model: set model.init_from "
+            "(the checkpoint or HF directory the policy starts from), or kl_coef 0"
         )
     return dp

@@ -116,3 +116,15 @@ def test_unknown_key_inside_a_dict_entry_and_a_tagged_union(tmp_path: Path) -> N
     message = str(err.value)
     assert f"{table}:4: unknown key 'tasks.foo.reward.char_ordr' (did you mean 'char_order'?)" in message
     assert "allowed here: char_order, extract, kind, lowercase, word_order" in message
+
+
+def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
+    cfg = load_config(RunConfig, None, ["grpo.loss.kl_coef=0.01"])
+    with pytest.raises(
+        ConfigError, match=r"grpo.loss.kl_coef 0.01 needs a reference model: set model.init_from"
+    ):
+        check_launch(cfg, 1, "grpo")
+    check_launch(cfg, 1, "sft")  # the SFT stage does not read grpo.*
+    cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
+    with pytest.raises(ConfigError, match=r"context_parallel_size 2: the GRPO stage does not support"):
+        check_launch(cfg, 2, "grpo")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
 
@@ -30,6 +30,9 @@ class StepResult:
     grad_norm: float | None
     update_skipped: bool
     seconds: float
+    outputs: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    """The loss functions' outputs, one per micro-batch in order, on the last pipeline stage only
+    (empty elsewhere): per-micro-batch results such as logprobs (nemo_recipes.training.logprobs)."""
 
     def mean(self, name: str) -> float:
         num, den = self.sums[name]
@@ -107,4 +110,5 @@ def run_step(
         grad_norm=float(grad_norm) if grad_norm is not None else None,
         update_skipped=skipped,
         seconds=time.perf_counter() - start,
+        outputs=list(outputs),
     )

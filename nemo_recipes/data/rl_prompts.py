@@ -1,0 +1,56 @@
+"""Task records -> prompts for the RL stage: the task's prompt template, the chat template, a length check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nemo_recipes.config import resolve_asset
+from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.tasks import TaskRecord, TaskTable, read_task_records
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A task record ready for generation."""
+
+    record: TaskRecord
+    token_ids: list[int]
+    where: str
+    """file:line of the record."""
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    prompts: list[Prompt]
+    skipped: list[str]
+    """Errors of the records skipped under on_bad_record: skip."""
+
+
+def load_prompts(
+    files: Sequence[str], table: TaskTable, tokenizer, max_prompt_tokens: int, on_bad_record: str
+) -> PromptSet:
+    """Every record of `files` (checked against the task table) as a tokenized generation prompt."""
+    prompts, skipped = [], []
+    for name in files:
+        path = resolve_asset(name, "data")
+        result = read_task_records(path, table, on_error=on_bad_record)
+        skipped += [str(e) for e in result.errors]
+        for record, line in zip(result.records, result.line_numbers, strict=True):
+            where = f"{path}:{line}"
+            messages = record.prompt_messages(table.spec(record.task).prompt_template)
+            ids = tokenizer.apply_chat_template(
+                [m.model_dump() for m in messages],
+                tokenize=True,
+                add_generation_prompt=True,
+                return_dict=True,
+            )["input_ids"]
+            if len(ids) > max_prompt_tokens:
+                raise ConfigError(
+                    f"{where}: the prompt has {len(ids)} tokens, more than grpo.max_prompt_tokens "
+                    f"{max_prompt_tokens}"
+                )
+            prompts.append(Prompt(record=record, token_ids=list(ids), where=where))
+    if not prompts:
+        raise ConfigError(f"grpo.train_data {list(files)}: no records")
+    return PromptSet(prompts, skipped)

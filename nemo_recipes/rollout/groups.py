@@ -1,0 +1,148 @@
+"""Rollout groups for one RL step: prompts drawn, responses generated and scored, DAPO dynamic sampling.
+
+Each data-parallel replica generates a contiguous share of a round's prompts on its engine (held by
+the replica's first rank) and scores them; the groups are then gathered so every rank holds the same
+list in prompt order. Rounds repeat until `prompts_per_step` informative groups (rewards not all
+equal) are found or `dynamic_sampling.max_generation_rounds` is reached; a short step is filled with
+the first uninformative groups drawn (they carry zero advantage: plain GRPO for those slots) and the
+count is logged, so the batch shape never changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch.distributed as dist
+
+from nemo_recipes.config import GRPOConfig
+from nemo_recipes.data.rl_prompts import Prompt
+from nemo_recipes.data.task_sampler import TaskSampler
+from nemo_recipes.rollout.engine import Completion, RolloutEngine
+from nemo_recipes.tasks import TaskTable, score_batch
+
+
+@dataclass(frozen=True)
+class RolloutGroup:
+    """The responses to one prompt, with their task rewards (before any length penalty)."""
+
+    position: int
+    """Draw position of the prompt in the stage's prompt stream."""
+    task: str
+    prompt_ids: list[int]
+    completions: list[Completion]
+    rewards: list[float]
+    equivalent: list[bool]
+    """Whether each response reaches the task's `equivalent_at` score (its pass rate)."""
+
+    @property
+    def informative(self) -> bool:
+        return len(set(self.rewards)) > 1
+
+
+@dataclass(frozen=True)
+class StepGroups:
+    groups: list[RolloutGroup]
+    """Exactly prompts_per_step groups, in draw order."""
+    next_position: int
+    """Where the next step's draws start."""
+    drawn: int
+    """Groups generated this step (all rounds)."""
+    rounds: int
+    filled_uninformative: int
+    """Slots filled with uninformative groups because the round cap was reached."""
+
+
+def sample_seed(seed: int, position: int) -> int:
+    """The sampling seed of the prompt at a draw position: independent of which replica generates it."""
+    digest = hashlib.blake2b(f"{seed}:{position}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
+def generate_share(
+    engine: RolloutEngine,
+    prompts: Sequence[Prompt],
+    positions: Sequence[int],
+    grpo: GRPOConfig,
+    table: TaskTable,
+    tokenizer,
+    seed: int,
+) -> list[RolloutGroup]:
+    """Generate and score this replica's prompts (on the engine rank)."""
+    if not prompts:
+        return []
+    seeds = [sample_seed(seed, p) for p in positions]
+    outputs = engine.generate([p.token_ids for p in prompts], grpo.sampling, seeds)
+    texts, records = [], []
+    for prompt, completions in zip(prompts, outputs, strict=True):
+        for c in completions:
+            texts.append(tokenizer.decode(c.token_ids, skip_special_tokens=True))
+            records.append(prompt.record)
+    results = iter(score_batch(table, texts, records))
+    groups = []
+    for prompt, position, completions in zip(prompts, positions, outputs, strict=True):
+        scored = [next(results) for _ in completions]
+        groups.append(
+            RolloutGroup(
+                position=position,
+                task=prompt.record.task,
+                prompt_ids=prompt.token_ids,
+                completions=completions,
+                rewards=[r.score for r in scored],
+                equivalent=[bool(r.equivalent) for r in scored],
+            )
+        )
+    return groups
+
+
+def collect_step_groups(
+    engine: RolloutEngine | None,
+    prompts: Sequence[Prompt],
+    sampler: TaskSampler,
+    position: int,
+    grpo: GRPOConfig,
+    table: TaskTable,
+    tokenizer,
+    seed: int,
+    replica: tuple[int, int],
+) -> StepGroups:
+    """The step's groups (collective over the world; `replica` = (dp rank, dp size))."""
+    want, dynamic = grpo.prompts_per_step, grpo.dynamic_sampling
+    kept: list[RolloutGroup] = []
+    spare: list[RolloutGroup] = []
+    drawn = rounds = 0
+    while len(kept) < want and (rounds == 0 or (dynamic.enabled and rounds < dynamic.max_generation_rounds)):
+        count = want - len(kept)
+        indices = sampler.draw(position, count)
+        positions = list(range(position, position + count))
+        position += count
+        lo, hi = _share(count, *replica)
+        local = []
+        if engine is not None:
+            mine = [prompts[i] for i in indices[lo:hi]]
+            local = generate_share(engine, mine, positions[lo:hi], grpo, table, tokenizer, seed)
+        groups = gather(local)
+        drawn, rounds = drawn + len(groups), rounds + 1
+        if not dynamic.enabled:
+            kept = groups
+            break
+        kept += [g for g in groups if g.informative]
+        spare += [g for g in groups if not g.informative]
+    filled = want - len(kept)
+    kept = sorted(kept + spare[:filled], key=lambda g: g.position)
+    return StepGroups(kept, position, drawn, rounds, filled)
+
+
+def _share(count: int, rank: int, size: int) -> tuple[int, int]:
+    """Contiguous, near-equal share [lo, hi) of `count` items for `rank` of `size`."""
+    base, extra = divmod(count, size)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
+
+
+def gather(local: list[RolloutGroup]) -> list[RolloutGroup]:
+    """Every rank's groups on every rank, in draw order (ranks without an engine contribute none)."""
+    everyone: list[list[RolloutGroup] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, local)
+    return sorted((g for part in everyone for g in part or []), key=lambda g: g.position)

