@@ -11,6 +11,7 @@ count is logged, so the batch shape never changes.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,9 @@ class StepGroups:
     rounds: int
     filled_uninformative: int
     """Slots filled with uninformative groups because the round cap was reached."""
+    drawn_by_task: dict[str, int]
+    uninformative_by_task: dict[str, int]
+    """Per task: groups generated this step, and those whose rewards were all equal."""
 
 
 def sample_seed(seed: int, position: int) -> int:
@@ -112,6 +116,8 @@ def collect_step_groups(
     kept: list[RolloutGroup] = []
     spare: list[RolloutGroup] = []
     drawn = rounds = 0
+    drawn_by_task: Counter[str] = Counter()
+    uninformative_by_task: Counter[str] = Counter()
     while len(kept) < want and (rounds == 0 or (dynamic.enabled and rounds < dynamic.max_generation_rounds)):
         count = want - len(kept)
         indices = sampler.draw(position, count)
@@ -124,6 +130,8 @@ def collect_step_groups(
             local = generate_share(engine, mine, positions[lo:hi], grpo, table, tokenizer, seed)
         groups = gather(local)
         drawn, rounds = drawn + len(groups), rounds + 1
+        drawn_by_task.update(g.task for g in groups)
+        uninformative_by_task.update(g.task for g in groups if not g.informative)
         if not dynamic.enabled:
             kept = groups
             break
@@ -131,7 +139,7 @@ def collect_step_groups(
         spare += [g for g in groups if not g.informative]
     filled = want - len(kept)
     kept = sorted(kept + spare[:filled], key=lambda g: g.position)
-    return StepGroups(kept, position, drawn, rounds, filled)
+    return StepGroups(kept, position, drawn, rounds, filled, dict(drawn_by_task), dict(uninformative_by_task))
 
 
 def _share(count: int, rank: int, size: int) -> tuple[int, int]:

@@ -237,7 +237,7 @@ def step_metrics(
         **reward_metrics(groups),
         "groups_drawn": collected.drawn,
         "generation_rounds": collected.rounds,
-        "groups_filtered_fraction": 1.0 - sum(g.informative for g in groups) / max(collected.drawn, 1),
+        "groups_filtered_fraction": sum(collected.uninformative_by_task.values()) / collected.drawn,
         "groups_filled_uninformative": collected.filled_uninformative,
         "response_tokens_mean": generated_tokens / responses,
         "truncated_fraction": sum(c.finish_reason == "length" for g in groups for c in g.completions)
@@ -248,6 +248,10 @@ def step_metrics(
         "updates_skipped": sum(r.update_skipped for r in results),
         **timings,
     }
+    for task, drawn in collected.drawn_by_task.items():
+        metrics[f"task/{task}/groups_filtered_fraction"] = (
+            collected.uninformative_by_task.get(task, 0) / drawn
+        )
     for name in results[0].sums:
         num = sum(r.sums[name][0] for r in results)
         den = sum(r.sums[name][1] for r in results)

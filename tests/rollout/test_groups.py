@@ -79,6 +79,7 @@ def test_rounds_refill_until_enough_informative_groups(setup) -> None:
     assert got.drawn == 7 and got.next_position == 7 and got.filled_uninformative == 0
     assert [g.position for g in got.groups] == [1, 3, 4, 6]
     assert all(g.informative for g in got.groups)
+    assert sum(got.drawn_by_task.values()) == 7 and sum(got.uninformative_by_task.values()) == 3
     assert engine.seen_seeds == [sample_seed(7, p) for p in range(7)]
 
 

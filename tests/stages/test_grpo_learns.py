@@ -53,4 +53,4 @@ def test_mean_reward_rises_from_a_warm_start(tmp_path: Path) -> None:
     assert last > first + 0.03, f"mean reward {first:.3f} -> {last:.3f}: {rewards}"
     for r in rows:  # on-policy: the engine and the trainer agree on the sampled tokens' logprobs
         assert r["logprob_mismatch_abs"] < 1e-4, r
-        assert {"task/reverse/reward_mean", "entropy", "rollout_tokens_per_s"} <= r.keys()
+        assert {"task/reverse/reward_mean", "task/reverse/groups_filtered_fraction", "entropy"} <= r.keys()
