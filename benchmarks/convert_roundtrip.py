@@ -6,7 +6,7 @@ tensor of the HF directory with safetensors and writing it back, the I/O any con
 export is also checked bit-exact against the source, and `verify` runs on the converted checkpoint.
 Usage:
 
-    python -m benchmarks.conversion [--workdir DIR] [--dtype bfloat16] [--skip-verify]
+    python -m benchmarks.convert_roundtrip [--workdir DIR] [--dtype bfloat16] [--skip-verify]
 
 (Run as a module from the repository root: as a file, its name would shadow the `conversion` package.)
 """

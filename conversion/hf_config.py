@@ -7,8 +7,10 @@ from pathlib import Path
 
 from nemo_recipes.config_loader import ConfigError
 
-SUPPORTED_MODEL_TYPES = ("qwen3", "qwen2", "llama")
+SUPPORTED_MODEL_TYPES = ("qwen3", "qwen3_moe", "qwen2", "llama")
 """HF model_type values with a mapping (conversion.mapping.BRIDGES) and a builder family."""
+MOE_MODEL_TYPES = ("qwen3_moe",)
+"""Of those, the mixture-of-experts families (every layer routed, no shared expert)."""
 DTYPE_NAMES = ("float32", "bfloat16")
 
 
@@ -47,6 +49,30 @@ def check_supported(hf: dict, file: Path) -> None:
     bad = sorted(k for k, on in unsupported.items() if on)
     if bad:
         raise ConversionError(f"{file}: {', '.join(f'{k}=true' for k in bad)} is not supported")
+    if model_type in MOE_MODEL_TYPES:
+        _check_moe_supported(hf, file)
+
+
+def _check_moe_supported(hf: dict, file: Path) -> None:
+    """Every decoder layer a routed MoE without a shared expert: what the builder and mapping cover.
+
+    The builder (`nemo_recipes.model.build`) refuses the same configs for training; a test keeps the
+    two lists in step.
+    """
+    sparse_step, dense_layers = hf.get("decoder_sparse_step", 1), hf.get("mlp_only_layers") or []
+    problems = []
+    if sparse_step != 1 or dense_layers:
+        problems.append(
+            f"decoder_sparse_step {sparse_step} / mlp_only_layers {dense_layers}: dense layers inside an "
+            "MoE model are not supported (needs decoder_sparse_step 1, mlp_only_layers [])"
+        )
+    if hf.get("shared_expert_intermediate_size"):
+        problems.append(
+            f"shared_expert_intermediate_size {hf['shared_expert_intermediate_size']}: shared experts are "
+            "not supported"
+        )
+    if problems:
+        raise ConversionError(f"{file}: {'; '.join(problems)}")
 
 
 def config_dtype(hf: dict) -> str:
@@ -61,6 +87,8 @@ def check_layout(hf: dict, tp: int, pp: int, source: Path) -> None:
     """The model splits evenly over TP x PP."""
     heads, groups = hf["num_attention_heads"], hf.get("num_key_value_heads", hf["num_attention_heads"])
     sizes = {"num_attention_heads": heads, "num_key_value_heads": groups, "vocab_size": hf["vocab_size"]}
+    if hf.get("model_type") in MOE_MODEL_TYPES:  # experts are split over TP too (expert TP = TP)
+        sizes["moe_intermediate_size"] = hf["moe_intermediate_size"]
     bad = [f"{k} {v} is not divisible by --tp {tp}" for k, v in sizes.items() if v % tp]
     if hf["num_hidden_layers"] % pp:
         bad.append(f"num_hidden_layers {hf['num_hidden_layers']} is not divisible by --pp {pp}")

@@ -56,13 +56,19 @@ def _weight_files(hf_dir: Path) -> dict[str, Path]:
 
 
 def expected_hf_shapes(hf_dir_or_config: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape of the model transformers builds from this config (tied lm_head dropped)."""
+    """Tensor name -> shape as transformers saves the model of this config (tied lm_head dropped).
+
+    Names are the saved ones: transformers 5 fuses MoE experts in memory (`experts.gate_up_proj`)
+    but saves them per expert (`experts.<i>.gate_proj.weight`), as published checkpoints are.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.core_model_loading import revert_weight_conversion
 
     config = AutoConfig.from_pretrained(hf_dir_or_config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = revert_weight_conversion(model, model.state_dict())
+    shapes = {k: tuple(v.shape) for k, v in saved.items()}
     if config.tie_word_embeddings:
         shapes.pop(LM_HEAD_NAME, None)
     return shapes

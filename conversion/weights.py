@@ -1,7 +1,9 @@
 """Library API for the trainer: HF weights into a sharded model, and HF-named weights out of one.
 
 `load_hf_weights` and `iter_hf_weights` are collective over the model-parallel group (every TP/PP
-rank calls them); they work at any TP/PP/VP layout and with DDP / Float16Module wrappers.
+rank calls them) and, for a mixture-of-experts model split over expert-parallel ranks (EP > 1), over
+the expert-parallel group too, which spans data-parallel ranks: then every rank of the job calls them.
+They work at any TP/PP/VP/EP layout and with DDP / Float16Module wrappers.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ ARCH_FIELDS = (
     "layernorm_epsilon",
     "qk_layernorm",
     "add_qkv_bias",
+    "num_moe_experts",
+    "moe_ffn_hidden_size",
+    "moe_router_topk",
+    "moe_router_pre_softmax",
 )
 
 
@@ -90,9 +96,11 @@ def load_hf_weights(model_chunks: list, hf_dir: Path) -> None:
 def iter_hf_weights(
     model_chunks: list, model_type: str, *, with_tied_lm_head: bool = True
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """`(hf_name, full tensor)` for every HF weight, on every rank, gathered across TP and PP (collective).
+    """`(hf_name, full tensor)` for every HF weight on every rank, gathered over TP, PP and EP (collective).
 
-    Every rank must consume the whole iterator. Tied embeddings appear once as
+    Every rank must consume the whole iterator. MoE experts come out per expert, with global indices
+    (`model.layers.<l>.mlp.experts.<e>.{gate,up,down}_proj.weight`), gathered from every
+    expert-parallel rank. Tied embeddings appear once as
     `model.embed_tokens.weight` (the copy a later pipeline stage holds is checked equal and skipped);
     `with_tied_lm_head` then also yields it as `lm_head.weight` (vLLM on CPU needs it sent on refit;
     an HF export leaves it out). Tensors are in the model's dtype and may be views of parameters.

@@ -24,11 +24,17 @@ from megatron.core.models.gpt.gpt_layer_specs import (
     get_gpt_layer_with_transformer_engine_spec,
 )
 from megatron.core.transformer import TransformerConfig
-from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.module import Float16Module
+from megatron.core.transformer.moe import moe_utils
+from megatron.core.transformer.spec_utils import ModuleSpec
 
-from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.config import ModelConfig, ParallelConfig, hf_num_experts
 from nemo_recipes.config_loader import ConfigError
+
+if not moe_utils.HAVE_TE:
+    # megatron-core 0.16.1 binds te_general_gemm only when Transformer Engine imports, yet its router
+    # reads the name unconditionally (NameError without TE); None selects its own torch matmul.
+    moe_utils.te_general_gemm = None
 
 FAMILIES = {
     # model_type: (qk_layernorm, add_qkv_bias)
@@ -39,9 +45,6 @@ FAMILIES = {
 }
 MOE_FAMILIES = ("qwen3_moe",)
 """Families whose every decoder layer is a routed mixture of experts (no shared expert)."""
-
-MOE_TOKEN_DISPATCHER = "alltoall"
-"""Works on CPU/gloo and on GPU; it is the dispatcher megatron-core recommends for expert parallelism."""
 
 
 @dataclass(frozen=True)
@@ -82,18 +85,27 @@ def resolve_transformer_impl(model_cfg: ModelConfig, parallel_cfg: ParallelConfi
     return impl
 
 
-def _rope_theta(hf: dict) -> float:
+def _rope_theta(hf: dict, source: str) -> float:
     rope = hf.get("rope_parameters") or hf.get("rope_scaling") or {}
     kind = rope.get("rope_type", rope.get("type", "default"))
     if kind != "default":
-        raise ConfigError(f"model config: rope_type {kind!r} is not supported (only 'default')")
+        raise ConfigError(f"{source}: rope_type {kind!r} is not supported (only 'default')")
     theta = rope.get("rope_theta", hf.get("rope_theta"))
     if theta is None:
-        raise ConfigError("model config: no rope_theta (in rope_parameters or at the top level)")
+        raise ConfigError(f"{source}: no rope_theta (in rope_parameters or at the top level)")
     return float(theta)
 
 
-def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig) -> dict:
+def moe_token_dispatcher() -> str:
+    """'alltoall' on GPU (megatron-core's choice for expert parallelism), 'allgather' on CPU.
+
+    On CPU alltoall fails at expert-parallel size > 1: megatron-core converts the split sizes to host
+    lists only for CUDA tensors, so gloo's all_to_all_single receives tensors and rejects them.
+    """
+    return "alltoall" if torch.cuda.is_available() else "allgather"
+
+
+def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig, source: str) -> dict:
     """TransformerConfig MoE fields for a Qwen3-MoE config; {} for dense families.
 
     Routing as in transformers: softmax over all experts, top-k, then (norm_topk_prob) renormalised
@@ -107,41 +119,45 @@ def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig) -> dict:
     sparse_step, dense_layers = hf.get("decoder_sparse_step", 1), hf.get("mlp_only_layers") or []
     if sparse_step != 1 or dense_layers:
         raise ConfigError(
-            f"model config: decoder_sparse_step {sparse_step} / mlp_only_layers {dense_layers}: dense "
+            f"{source}: decoder_sparse_step {sparse_step} / mlp_only_layers {dense_layers}: dense "
             "layers inside an MoE model are not supported (needs decoder_sparse_step 1, mlp_only_layers [])"
         )
-    num_experts = hf["num_experts"]
-    if num_experts % parallel_cfg.expert_model_parallel_size:
+    if hf.get("shared_expert_intermediate_size"):
         raise ConfigError(
-            f"model config: num_experts {num_experts} is not divisible by "
-            f"parallel.expert_model_parallel_size {parallel_cfg.expert_model_parallel_size}"
+            f"{source}: shared_expert_intermediate_size {hf['shared_expert_intermediate_size']}: shared "
+            "experts are not supported"
+        )
+    tp = parallel_cfg.tensor_model_parallel_size
+    if hf["moe_intermediate_size"] % tp:  # expert tensor parallelism is megatron-core's default, = TP
+        raise ConfigError(
+            f"{source}: moe_intermediate_size {hf['moe_intermediate_size']} is not divisible by "
+            f"parallel.tensor_model_parallel_size {tp}"
         )
     aux_loss_coeff = float(hf.get("router_aux_loss_coef", 0.0)) if hf.get("output_router_logits") else 0.0
     return dict(
-        num_moe_experts=num_experts,
+        num_moe_experts=hf_num_experts(hf),
         moe_ffn_hidden_size=hf["moe_intermediate_size"],
         moe_router_topk=hf["num_experts_per_tok"],
         moe_router_score_function="softmax",
         moe_router_pre_softmax=not hf.get("norm_topk_prob", False),
         moe_router_load_balancing_type="aux_loss" if aux_loss_coeff > 0 else "none",
         moe_aux_loss_coeff=aux_loss_coeff,
-        moe_token_dispatcher_type=MOE_TOKEN_DISPATCHER,
+        moe_token_dispatcher_type=moe_token_dispatcher(),
         moe_grouped_gemm=impl == "transformer_engine",
         expert_model_parallel_size=parallel_cfg.expert_model_parallel_size,
     )
 
 
 def transformer_config(
-    hf: dict, model_cfg: ModelConfig, parallel_cfg: ParallelConfig, impl: str
+    hf: dict, model_cfg: ModelConfig, parallel_cfg: ParallelConfig, impl: str, source: str = "model config"
 ) -> tuple[TransformerConfig, ArchSpec]:
-    """Translate an HF config dict into megatron-core's TransformerConfig."""
+    """Translate an HF config dict (read from `source`, named in errors) into megatron-core's config."""
     model_type = hf.get("model_type")
     if model_type not in FAMILIES:
-        raise ConfigError(
-            f"model config: model_type {model_type!r} not supported (supported: {sorted(FAMILIES)})"
-        )
+        supported = sorted(FAMILIES)
+        raise ConfigError(f"{source}: model_type {model_type!r} not supported (supported: {supported})")
     if hf.get("hidden_act", "silu") != "silu":
-        raise ConfigError(f"model config: hidden_act {hf['hidden_act']!r} not supported (silu only)")
+        raise ConfigError(f"{source}: hidden_act {hf['hidden_act']!r} not supported (silu only)")
     qk_norm, qkv_bias = FAMILIES[model_type]
     heads = hf["num_attention_heads"]
     bf16 = model_cfg.dtype == "bfloat16"
@@ -186,13 +202,13 @@ def transformer_config(
         recompute_num_layers=1 if model_cfg.recompute == "full" else None,
         fp8=model_cfg.fp8,
         transformer_impl=impl,
-        **_moe_fields(hf, impl, parallel_cfg),
+        **_moe_fields(hf, impl, parallel_cfg, source),
     )
     arch = ArchSpec(
         model_type=model_type,
         vocab_size=hf["vocab_size"],
         max_position_embeddings=hf.get("max_position_embeddings", 4096),
-        rotary_base=_rope_theta(hf),
+        rotary_base=_rope_theta(hf, source),
         tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
     )
     return cfg, arch
@@ -255,5 +271,6 @@ def build_model(
 ) -> tuple[list, TransformerConfig, ArchSpec]:
     """Model chunks ready for training on this rank (parallel state must be initialised)."""
     impl = resolve_transformer_impl(model_cfg, parallel_cfg)
-    cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl)
+    source = str(model_cfg.hf_config_file())
+    cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl, source)
     return wrap_for_training(build_gpt_chunks(cfg, arch, impl), cfg, parallel_cfg), cfg, arch

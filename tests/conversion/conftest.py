@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conversion.hf_models import ARCHS, DTYPES, make_hf_model
+from tests.conversion.hf_models import ALL_ARCHS, DTYPES, make_hf_model
 
 
 @pytest.fixture(scope="session")
 def hf_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`<root>/<arch>-<dtype>/`: HF directories saved by transformers, with the tiny tokenizer."""
     root = tmp_path_factory.mktemp("hf")
-    for arch in ARCHS:
+    for arch in ALL_ARCHS:
         for dtype in DTYPES:
             make_hf_model(arch, root / f"{arch}-{dtype}", dtype)
     return root

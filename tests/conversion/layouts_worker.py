@@ -1,5 +1,8 @@
 """torchrun worker (4 ranks): every layout x architecture x dtype in one launch.
 
+Dense and MoE architectures run every TP/PP/VP layout; MoE ones also the expert-parallel layouts (in
+float32 only: the dtype does not touch the expert mapping, and it keeps the launch short).
+
 For each case: build our model, load the HF weights, compare fp32 logits with transformers, and
 stream the weights back out (bit-exact check). Also writes a checkpoint loaded through a deliberately
 wrong gate/up mapping (negative control for `redone convert verify`). Rank 0 writes a JSON report.
@@ -28,20 +31,23 @@ from conversion.verify import compare_logits, megatron_logits
 from conversion.weights import iter_hf_weights, load_hf_weights
 from nemo_recipes.checkpoint.manager import save_model_weights
 from nemo_recipes.config import ParallelConfig
-from tests.conversion.hf_models import ARCHS, DTYPES
+from tests.conversion.hf_models import ALL_ARCHS, ARCHS, DTYPES, MOE_ARCHS
 
-LAYOUTS = ((1, 1, None), (2, 1, None), (1, 2, None), (2, 2, None), (1, 2, 2))  # tp, pp, vp
+LAYOUTS = ((1, 1, None, 1), (2, 1, None, 1), (1, 2, None, 1), (2, 2, None, 1), (1, 2, 2, 1))  # tp pp vp ep
+EP_LAYOUTS = ((2, 1, None, 2), (1, 2, None, 2), (1, 1, None, 4))  # MoE architectures only, float32 only
 SEQ_LENGTHS = (24, 40)
 
 
-def set_layout(tp: int, pp: int, vp: int | None) -> ParallelConfig:
+def set_layout(tp: int, pp: int, vp: int | None, ep: int = 1) -> ParallelConfig:
     """(Re-)initialise model parallel; the old groups are destroyed, else their gloo threads pile up."""
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()
         for group in list(dist.distributed_c10d._world.pg_map):
             if group is not dist.GroupMember.WORLD:
                 dist.destroy_process_group(group)
-    parallel = ParallelConfig(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    parallel = ParallelConfig(
+        tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, expert_model_parallel_size=ep
+    )
     parallel.virtual_pipeline_model_parallel_size = vp
     init_distributed(parallel, read_launch_env())
     seed_all(0)
@@ -74,7 +80,8 @@ def run_case(arch: str, dtype: str, parallel: ParallelConfig, hf_root: Path, ref
     load_hf_weights(chunks, hf_dir)
     vp = parallel.virtual_pipeline_model_parallel_size
     tp, pp = parallel.tensor_model_parallel_size, parallel.pipeline_model_parallel_size
-    result = {"arch": arch, "dtype": dtype, "tp": tp, "pp": pp, "vp": vp}
+    ep = parallel.expert_model_parallel_size
+    result = {"arch": arch, "dtype": dtype, "tp": tp, "pp": pp, "vp": vp, "ep": ep}
     start = time.perf_counter()
     if dtype == "float32" and vp is None:
         got = [megatron_logits(chunks, p) for p in refs["prompts"]]
@@ -107,11 +114,13 @@ def main(hf_root: Path, out_dir: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     refs: dict = {"prompts": [torch.randint(0, 2048, (n,), generator=gen).tolist() for n in SEQ_LENGTHS]}
     if read_launch_env().rank == 0:
-        refs.update({a: reference(hf_root / f"{a}-float32", refs["prompts"]) for a in ARCHS})
+        refs.update({a: reference(hf_root / f"{a}-float32", refs["prompts"]) for a in ALL_ARCHS})
     results = []
-    for layout in LAYOUTS:
+    for layout in LAYOUTS + EP_LAYOUTS:
         parallel = set_layout(*layout)
-        cases = [(arch, dtype) for arch in ARCHS for dtype in DTYPES]
+        expert_parallel = parallel.expert_model_parallel_size > 1
+        archs, dtypes = (MOE_ARCHS, ("float32",)) if expert_parallel else (ARCHS, DTYPES)
+        cases = [(arch, dtype) for arch in archs for dtype in dtypes]
         results += [run_case(arch, dtype, parallel, hf_root, refs) for arch, dtype in cases]
     wrong_diff = wrong_mapping_checkpoint(hf_root, out_dir / "wrong_ckpt", refs)
     if dist.get_rank() == 0:

@@ -1,4 +1,4 @@
-"""`redone convert` end to end: HF -> checkpoint (TP=2) -> HF, verify, and bad input."""
+"""`redone convert` end to end: HF -> checkpoint (TP=2) -> HF, verify, Qwen3-MoE both ways, and bad input."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from conversion.hf_io import INDEX_FILE, read_hf_tensors
 from tests.conftest import run_cli
 
 SOURCE = "tiny-qwen3-bfloat16"  # tied embeddings and bf16, as Qwen3-4B ships
+MOE_SOURCE = "tiny-qwen3-moe-bfloat16"  # bf16, as Qwen3-30B-A3B ships
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,22 @@ def test_export_round_trip_is_bit_exact_and_servable(ckpt: Path, hf_root: Path, 
     assert generated.shape[1] == len(ids) + 4
 
 
+def test_moe_round_trip_is_bit_exact_and_loads_in_transformers(hf_root: Path, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "mcore", tmp_path / "hf"
+    run_cli(["convert", "hf-to-mcore", str(hf_root / MOE_SOURCE), str(ckpt)])
+    run_cli(["convert", "mcore-to-hf", str(ckpt), str(out), "--dtype", "bfloat16"])
+    source, exported = dict(read_hf_tensors(hf_root / MOE_SOURCE)), dict(read_hf_tensors(out))
+    assert set(exported) == set(source) and "model.layers.3.mlp.experts.3.down_proj.weight" in exported
+    assert all(torch.equal(exported[n], source[n]) for n in source)
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.model_type == "qwen3_moe" and model.config.num_experts == 4
+    generated = model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, do_sample=False)
+    assert generated.shape == (1, 5)
+
+
 def test_verify_passes_on_a_faithful_conversion(ckpt: Path, hf_root: Path) -> None:
     proc = run_cli(["convert", "verify", str(hf_root / SOURCE), str(ckpt)])
     assert "PASS: max_abs_diff=" in proc.stdout
@@ -75,9 +92,19 @@ def test_unsupported_architecture(hf_root: Path, tmp_path: Path) -> None:
     src = tmp_path / "moe"
     shutil.copytree(hf_root / "tiny-qwen3-float32", src)
     config = json.loads((src / "config.json").read_text())
-    (src / "config.json").write_text(json.dumps({**config, "model_type": "qwen3_moe"}))
+    (src / "config.json").write_text(json.dumps({**config, "model_type": "qwen2_moe"}))
     out = str(tmp_path / "out")
-    _fails(["hf-to-mcore", str(src), out], "moe/config.json", "'qwen3_moe'", "not supported")
+    _fails(["hf-to-mcore", str(src), out], "moe/config.json", "'qwen2_moe'", "not supported")
+
+
+def test_moe_with_dense_layers_is_refused(hf_root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "mixed"
+    shutil.copytree(hf_root / MOE_SOURCE, src)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "mlp_only_layers": [0]}))
+    out = tmp_path / "out"
+    _fails(["hf-to-mcore", str(src), str(out)], "mixed/config.json", "dense layers inside an MoE model")
+    assert not out.exists()
 
 
 def test_weights_that_do_not_match_the_config(hf_root: Path, tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
 """Every architecture x layout x dtype in one 4-rank launch: logits vs transformers and exact round trips.
 
-Layouts: TP1, TP2, PP2, TP2xPP2 (logits and round trip) and PP2 with 2 virtual stages (round trip).
+Layouts: TP1, TP2, PP2, TP2xPP2 (logits and round trip) and PP2 with 2 virtual stages (round trip);
+Qwen3-MoE (both routings) also at expert parallel EP2xTP2, EP2xPP2, EP4 (float32 logits and round
+trip: the streamed export gathers the experts of every expert-parallel rank).
 A checkpoint written through a deliberately wrong gate/up mapping must fail `redone convert verify`.
 """
 
@@ -14,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli_env, run_cli
-from tests.conversion.hf_models import ARCHS, DTYPES
+from tests.conversion.hf_models import ARCHS, DTYPES, MOE_ARCHS
 
 MAX_LOGITS_DIFF = 1e-4
-LAYOUTS = {(1, 1, None), (2, 1, None), (1, 2, None), (2, 2, None), (1, 2, 2)}
+LAYOUTS = {(1, 1, None, 1), (2, 1, None, 1), (1, 2, None, 1), (2, 2, None, 1), (1, 2, 2, 1)}  # tp pp vp ep
+EP_LAYOUTS = {(2, 1, None, 2), (1, 2, None, 2), (1, 1, None, 4)}
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +38,17 @@ def report(hf_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.parallel
 def test_every_case_ran(report: dict) -> None:
-    ran = {(c["arch"], c["dtype"], (c["tp"], c["pp"], c["vp"])) for c in report["cases"]}
-    assert ran == {(a, d, layout) for a in ARCHS for d in DTYPES for layout in LAYOUTS}
+    ran = {(c["arch"], c["dtype"], (c["tp"], c["pp"], c["vp"], c["ep"])) for c in report["cases"]}
+    expected = {(a, d, layout) for a in ARCHS for d in DTYPES for layout in LAYOUTS}
+    expected |= {(a, "float32", layout) for a in MOE_ARCHS for layout in EP_LAYOUTS}
+    assert ran == expected
 
 
 @pytest.mark.parallel
 def test_logits_match_transformers_fp32(report: dict) -> None:
     compared = [c for c in report["cases"] if "max_abs_diff" in c]
-    assert len(compared) == len(ARCHS) * 4  # every arch at TP1, TP2, PP2, TP2xPP2
+    # every arch at TP1, TP2, PP2, TP2xPP2; MoE ones also at every EP layout
+    assert len(compared) == len(ARCHS) * 4 + len(MOE_ARCHS) * len(EP_LAYOUTS)
     bad = [c for c in compared if c["max_abs_diff"] > MAX_LOGITS_DIFF]
     assert not bad, bad
 
