@@ -1,0 +1,1 @@
+"""Slurm: the sbatch template, `redone slurm submit`, and a local two-node cluster for tests."""

@@ -1,0 +1,267 @@
+"""`redone slurm submit`: render the sbatch script for a recipe, submit it, record it in the run dir.
+
+One template serves every stage: the #SBATCH header and REDONE_* settings rendered here, then the
+fixed body `slurm/job.sh` (launch, stop-signal forwarding, requeue, failure report). The job runs
+`redone <stage> RECIPE --set ...` on every rank; its logs and the submitted script live in
+`<run_dir>/slurm/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nemo_recipes.config import RunConfig, check_launch
+from nemo_recipes.config_loader import ConfigError, load_config
+
+BODY = Path(__file__).with_name("job.sh")
+# Commands a job can run; the pipeline command joins this tuple when it exists.
+STAGES = ("sft", "grpo")
+LAUNCHERS = ("srun", "torchrun")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the rendered script depends on."""
+
+    command: list[str]
+    """What every rank runs, e.g. [".venv/bin/redone", "sft", "recipe.yaml", "--set", "k=v"]."""
+    job_name: str
+    workdir: Path
+    log_dir: Path
+    nodes: int
+    procs_per_node: int
+    gpus_per_node: int = 0
+    launcher: str = "srun"
+    torchrun: str = "torchrun"
+    time_limit: str | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    cpus_per_task: int | None = None
+    mem: str | None = None
+    exclusive: bool = False
+    grace_s: int = 300
+    container_image: str | None = None
+    container_mounts: str | None = None
+    container_workdir: str | None = None
+    env: list[str] = field(default_factory=list)
+    sbatch_args: list[str] = field(default_factory=list)
+    srun_args: list[str] = field(default_factory=list)
+
+
+def _sbatch_lines(spec: JobSpec) -> list[str]:
+    tasks = 1 if spec.launcher == "torchrun" else spec.procs_per_node
+    opts = [
+        f"--job-name={spec.job_name}",
+        f"--nodes={spec.nodes}",
+        f"--ntasks-per-node={tasks}",
+        f"--chdir={spec.workdir}",
+        f"--output={spec.log_dir}/%x-%j.log",
+        "--open-mode=append",
+        "--requeue",
+        f"--signal=B:USR1@{spec.grace_s}",
+    ]
+    optional = {
+        "gpus-per-node": spec.gpus_per_node or None,
+        "cpus-per-task": spec.cpus_per_task,
+        "mem": spec.mem,
+        "time": spec.time_limit,
+        "partition": spec.partition,
+        "account": spec.account,
+        "qos": spec.qos,
+    }
+    opts += [f"--{k}={v}" for k, v in optional.items() if v is not None]
+    opts += (["--exclusive"] if spec.exclusive else []) + spec.sbatch_args
+    return [f"#SBATCH {_quoted(o)}" for o in opts]
+
+
+def _quoted(option: str) -> str:
+    """sbatch reads double quotes in #SBATCH lines: needed for values with spaces."""
+    name, sep, value = option.partition("=")
+    if sep and any(c.isspace() for c in value):
+        if '"' in value:
+            raise ConfigError(f"#SBATCH {option}: a value cannot hold both spaces and double quotes")
+        return f'{name}="{value}"'
+    return option
+
+
+def _srun_args(spec: JobSpec) -> list[str]:
+    args = [f"--cpus-per-task={spec.cpus_per_task}"] if spec.cpus_per_task else []
+    if spec.container_image:  # pyxis options
+        args.append(f"--container-image={spec.container_image}")
+        if spec.container_mounts:
+            args.append(f"--container-mounts={spec.container_mounts}")
+        args.append(f"--container-workdir={spec.container_workdir or spec.workdir}")
+    return args + spec.srun_args
+
+
+def _bash_array(items: list[str]) -> str:
+    return "(" + " ".join(shlex.quote(i) for i in items) + ")"
+
+
+def render(spec: JobSpec) -> str:
+    """The complete sbatch script for `spec`."""
+    settings = [
+        f"REDONE_CMD={_bash_array(spec.command)}",
+        f"REDONE_LAUNCHER={spec.launcher}",
+        f"REDONE_PROCS_PER_NODE={spec.procs_per_node}",
+        f"REDONE_TORCHRUN={shlex.quote(spec.torchrun)}",
+        f"REDONE_SRUN_ARGS={_bash_array(_srun_args(spec))}",
+        f"REDONE_LOG_DIR={shlex.quote(str(spec.log_dir))}",
+        f"REDONE_GRACE_S={spec.grace_s}",
+    ]
+    exports = [f"export {k}={shlex.quote(v)}" for k, _, v in (e.partition("=") for e in spec.env)]
+    return "\n".join(
+        [
+            "#!/bin/bash",
+            "# Rendered by `redone slurm submit`; the body below the settings is slurm/job.sh.",
+            *_sbatch_lines(spec),
+            "",
+            *settings,
+            *exports,
+            "",
+            BODY.read_text(),
+        ]
+    )
+
+
+class SubmitError(RuntimeError):
+    """sbatch refused the job."""
+
+
+def sbatch(script: str) -> str:
+    """Submit `script` (on stdin); returns the job id."""
+    proc = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SubmitError(f"sbatch exited {proc.returncode}: {proc.stderr.strip()}")
+    return proc.stdout.strip().split(";")[0]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", type=Path, help="YAML recipe")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--stage", choices=STAGES, default="sft", help="the redone command the job runs")
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--gpus-per-node", type=int, default=0)
+    p.add_argument("--procs-per-node", type=int, help="ranks per node (default: GPUs per node, or 1)")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="srun", help="srun: a task per rank")
+    p.add_argument("--job-name", help="default: the run directory's name")
+    p.add_argument("--time", dest="time_limit", help="time limit, e.g. 04:00:00")
+    p.add_argument("--partition")
+    p.add_argument("--account")
+    p.add_argument("--qos")
+    p.add_argument("--cpus-per-task", type=int)
+    p.add_argument("--mem", help="memory per node, e.g. 0 (all) or 1000G")
+    p.add_argument("--exclusive", action="store_true")
+    p.add_argument(
+        "--grace-s",
+        type=int,
+        default=300,
+        help="the job asks the trainer to checkpoint this many seconds before its time limit",
+    )
+    p.add_argument("--container-image", help="pyxis/enroot image (.sqsh file or registry#image)")
+    p.add_argument("--container-mounts", help="pyxis mounts, e.g. /lustre:/lustre")
+    p.add_argument("--container-workdir", help="default: the submit directory")
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="export in the job")
+    p.add_argument(
+        "--sbatch-arg",
+        dest="sbatch_args",
+        action="append",
+        default=[],
+        help="an extra #SBATCH option, e.g. --sbatch-arg=--constraint=h100 (repeatable)",
+    )
+    p.add_argument(
+        "--srun-arg",
+        dest="srun_args",
+        action="append",
+        default=[],
+        help="an extra option of the job step, e.g. --srun-arg=--container-env=NCCL_DEBUG (repeatable)",
+    )
+    p.add_argument(
+        "--bin-dir", help="where redone and torchrun are (default: this install; PATH in a container)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+
+
+def spec_from_args(args: argparse.Namespace) -> JobSpec:
+    """Validate the recipe (and its layout at this world size) and build the job spec."""
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    procs = args.procs_per_node or args.gpus_per_node or 1
+    if args.nodes < 1 or procs < 1:
+        raise ConfigError(f"--nodes {args.nodes} and ranks per node {procs} must be at least 1")
+    if args.gpus_per_node and procs != args.gpus_per_node:
+        raise ConfigError(
+            f"--procs-per-node {procs} with --gpus-per-node {args.gpus_per_node}: every rank drives one GPU"
+        )
+    bad_env = [e for e in args.env if not e.partition("=")[0].isidentifier() or "=" not in e]
+    if bad_env:
+        raise ConfigError(f"--env {bad_env}: expected NAME=VALUE")
+    check_launch(cfg, args.nodes * procs, args.stage)
+    bin_dir = args.bin_dir
+    if bin_dir is None and not args.container_image and (Path(sys.executable).parent / "redone").exists():
+        bin_dir = str(Path(sys.executable).parent)
+    exe = (lambda name: f"{bin_dir}/{name}") if bin_dir else (lambda name: name)
+    workdir = Path.cwd()
+    run_dir = cfg.run_dir if cfg.run_dir.is_absolute() else workdir / cfg.run_dir
+    sets = [a for s in args.overrides for a in ("--set", s)]
+    return JobSpec(
+        command=[exe("redone"), args.stage, str(args.recipe.resolve()), *sets],
+        job_name=args.job_name or run_dir.name,
+        workdir=workdir,
+        log_dir=run_dir / "slurm",
+        nodes=args.nodes,
+        procs_per_node=procs,
+        gpus_per_node=args.gpus_per_node,
+        launcher=args.launcher,
+        torchrun=exe("torchrun"),
+        time_limit=args.time_limit,
+        partition=args.partition,
+        account=args.account,
+        qos=args.qos,
+        cpus_per_task=args.cpus_per_task,
+        mem=args.mem,
+        exclusive=args.exclusive,
+        grace_s=args.grace_s,
+        container_image=args.container_image,
+        container_mounts=args.container_mounts,
+        container_workdir=args.container_workdir,
+        env=args.env,
+        sbatch_args=args.sbatch_args,
+        srun_args=args.srun_args,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    script = render(spec)
+    if args.dry_run:
+        print(script, end="")
+        return 0
+    spec.log_dir.mkdir(parents=True, exist_ok=True)  # sbatch does not create the --output directory
+    try:
+        job_id = sbatch(script)
+    except SubmitError as e:
+        print(f"redone slurm submit: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError:
+        print(
+            "redone slurm submit: sbatch not found (run on a Slurm login node, or use --dry-run)",
+            file=sys.stderr,
+        )
+        return 1
+    record = spec.log_dir / f"job-{job_id}.sbatch"
+    record.write_text(script)
+    print(f"submitted job {job_id}: log {spec.log_dir}/{spec.job_name}-{job_id}.log, script {record}")
+    return 0
+
+
+def add_subcommands(parser: argparse.ArgumentParser) -> None:
+    """`redone slurm submit ...` (the only action so far)."""
+    sub = parser.add_subparsers(dest="action", required=True)
+    add_arguments(sub.add_parser("submit", help="render, submit and record the sbatch script"))
+    parser.set_defaults(nproc=1)
