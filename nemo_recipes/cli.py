@@ -13,9 +13,11 @@ from pathlib import Path
 
 from conversion import cli as convert_cli
 from data_prep.records import RecordValidationError
+from eval import cli as eval_cli
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config_loader import ConfigError, load_config
 from nemo_recipes.launcher import relaunch_under_torchrun
+from nemo_recipes.training import preemption
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
 USER_ERRORS = (ConfigError, RecordValidationError)
@@ -38,6 +40,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_sft(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
+    preemption.install_handlers()  # before the heavy imports: a stop signal then is recorded, not fatal
     from nemo_recipes.stages.sft import run_sft
 
     return 0 if run_sft(cfg).completed else 3  # 3: stopped by a signal after checkpointing
@@ -45,6 +48,7 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 def _cmd_grpo(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
+    preemption.install_handlers()
     from nemo_recipes.stages.grpo import run_grpo
 
     return 0 if run_grpo(cfg).completed else 3
@@ -56,6 +60,12 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 
     print(f"saved {init_model_checkpoint(cfg, args.out)}")
     return 0
+
+
+def _cmd_slurm(args: argparse.Namespace) -> int:
+    from slurm.submit import run
+
+    return run(args)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -76,6 +86,8 @@ COMMANDS = {
     ),
     "config": (_cmd_config, "validate a recipe and print the resolved config"),
     "convert": (convert_cli.run, "HF <-> megatron checkpoints: hf-to-mcore, mcore-to-hf, verify"),
+    "eval": (eval_cli.run, "score a checkpoint or HF model on the SNS, translation and general suites"),
+    "slurm": (_cmd_slurm, "run a stage as a Slurm job: submit (renders, submits, records the sbatch script)"),
 }
 
 
@@ -84,8 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "slurm":
+            from slurm.submit import add_subcommands  # torch-free, like everything the parser needs
+
+            add_subcommands(p)
+            continue
         if name == "convert":
             convert_cli.add_arguments(p)
+            continue
+        if name == "eval":
+            eval_cli.add_arguments(p)
             continue
         _add_run_args(p)
         if name == "init-model":

@@ -240,6 +240,12 @@ class GRPOConfig(StrictModel):
 
     @model_validator(mode="after")
     def _batch_shapes(self) -> GRPOConfig:
+        if self.sampling.num_generations_per_prompt < 2:
+            raise ValueError("sampling.num_generations_per_prompt must be at least 2 (a group to compare)")
+        if self.sampling.temperature <= 0:
+            raise ValueError(
+                "sampling.temperature must be above 0 (the policy is softmax(logits / temperature))"
+            )
         if self.prompts_per_step % self.mini_batches_per_step:
             raise ValueError(
                 f"prompts_per_step {self.prompts_per_step} is not a multiple of mini_batches_per_step "

@@ -17,10 +17,11 @@ from nemo_recipes.config_loader import StrictModel
 class SamplingConfig(StrictModel):
     """How the rollout engine samples responses (the same settings define the trained policy)."""
 
-    num_generations_per_prompt: int = Field(8, ge=2)
-    """Responses per prompt: the GRPO group size."""
-    temperature: PositiveFloat = 1.0
-    """The policy is softmax(logits / temperature) in both the engine and the trainer's logprobs."""
+    num_generations_per_prompt: PositiveInt = 8
+    """Responses per prompt: the GRPO group size (at least 2 there); 1 for evaluation."""
+    temperature: float = Field(1.0, ge=0.0)
+    """The policy is softmax(logits / temperature) in both the engine and the trainer's logprobs
+    (GRPO needs it above 0); 0 is greedy decoding (evaluation)."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(-1, ge=-1)
     """-1 = no top-k."""

@@ -23,7 +23,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from collections.abc import Iterable, Iterator, Sequence
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import torch
@@ -95,6 +97,27 @@ def _visible_device_of_this_rank() -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Spawn the engine processes with SIGTERM / SIGUSR1 blocked (a mask survives fork and exec).
+
+    Slurm signals every process of a job step, the engine's included: unblocked, the engine would
+    die under the trainer, which needs it until it reaches the step boundary where it checkpoints. The
+    trainer shuts the engine down itself. In this process the signals are only held back while the
+    engine starts, then delivered to the trainer's handlers.
+    """
+    # multiprocessing's resource tracker unblocks SIGTERM in this thread when it starts: start it first.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class VLLMEngine:
     """A vLLM engine serving the trainer's current weights (one per data-parallel replica)."""
 
@@ -106,8 +129,10 @@ class VLLMEngine:
         max_model_len: int,
         seed: int = 0,
         refit_chunk_bytes: int = DEFAULT_REFIT_CHUNK_BYTES,
+        load_weights: bool = False,
     ) -> None:
-        """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights.
+        """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, or with the
+        directory's own weights when `load_weights` (an HF model directory: evaluation).
 
         `max_model_len` is used when `engine_cfg.max_model_len` is unset (the stage passes its
         prompt + response budget).
@@ -120,11 +145,11 @@ class VLLMEngine:
             )
         self._refit_chunk_bytes = refit_chunk_bytes
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
-        with _visible_device_of_this_rank():
+        with _visible_device_of_this_rank(), _stop_signals_blocked():
             self._llm = vllm.LLM(
                 model=str(model_dir),
                 dtype=dtype,
-                load_format="dummy",
+                load_format="auto" if load_weights else "dummy",
                 seed=seed,
                 max_model_len=engine_cfg.max_model_len or max_model_len,
                 kv_cache_memory_bytes=engine_cfg.kv_cache_memory_bytes,

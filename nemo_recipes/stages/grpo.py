@@ -54,6 +54,7 @@ from nemo_recipes.training.step import StepResult
 
 def run_grpo(cfg: RunConfig) -> StageOutcome:
     """Run (or resume) the GRPO stage described by `cfg` on this process's rank."""
+    preemption.install_handlers()  # first: a stop signal during set-up must not kill the rank
     launch = read_launch_env()
     dp_size = check_launch(cfg, launch.world_size, "grpo")
     resolve_transformer_impl(cfg.model, cfg.parallel)
@@ -172,7 +173,6 @@ def start_session(cfg: RunConfig, dp_size: int) -> tuple[RLSession, TrainerState
 def _train(cfg: RunConfig, dp_size: int) -> StageOutcome:
     grpo, run_dir = cfg.grpo, cfg.run_dir
     seed_all(cfg.seed)
-    preemption.install_handlers()
     session, state, resume_from = start_session(cfg, dp_size)
     logger = None
     if is_logging_rank():

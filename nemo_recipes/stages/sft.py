@@ -155,6 +155,7 @@ def _total_steps(sft: SFTConfig, num_rows: int) -> int:
 def run_sft(cfg: RunConfig) -> StageOutcome:
     """Run (or resume) the SFT stage described by `cfg` on this process's rank."""
     sft, run_dir = cfg.sft, cfg.run_dir
+    preemption.install_handlers()  # first: a stop signal during set-up must not kill the rank
     launch = read_launch_env()
     dp_size = check_launch(cfg, launch.world_size)
     resolve_transformer_impl(cfg.model, cfg.parallel)  # TE-only options fail here, before any set-up
@@ -169,7 +170,6 @@ def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> Stage
     from megatron.core import parallel_state
 
     seed_all(cfg.seed)
-    preemption.install_handlers()
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset(cfg.model.tokenizer, "tokenizer")))
     train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft)
     valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft) if sft.valid_data else ([], {})

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import signal
 
-import torch
-import torch.distributed as dist
-
 _received: list[int] = []
 
 
 def install_handlers(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR1)) -> None:
+    """Record stop signals from now on (torch-free: the CLI installs them before the heavy imports)."""
+
     def handler(signum, _frame):
         _received.append(signum)
 
@@ -24,6 +23,9 @@ def install_handlers(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR1)
 
 def should_stop() -> bool:
     """Collective: True on every rank if any rank received a stop signal."""
+    import torch
+    import torch.distributed as dist
+
     flag = torch.tensor([1.0 if _received else 0.0])
     if torch.cuda.is_available():
         flag = flag.cuda()

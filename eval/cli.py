@@ -1,0 +1,73 @@
+"""`redone eval MODEL [...]` and `redone eval compare REPORT... --out DIR`. Torch-free at import."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.set_defaults(nproc=1)
+    parser.add_argument(
+        "model", help="a run's checkpoint (runs/x/checkpoints/step_N) or an HF directory; or `compare`"
+    )
+    parser.add_argument(
+        "reports", nargs="*", help="with `compare`: report.json files or eval directories, in order"
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default: eval_results/<model name>)")
+    parser.add_argument("--config", type=Path, help="eval config YAML (keys of eval.config.EvalConfig)")
+    parser.add_argument("--suite", help="comma-separated: sns,translation,general (default: all three)")
+    parser.add_argument("--tasks", help="comma-separated task names (default: every task of the suites)")
+    parser.add_argument(
+        "--data", action="append", help="task record JSONL file(s) (default: sns_demo/test.jsonl)"
+    )
+    parser.add_argument("--task-table", help="task table: shipped name, YAML file or directory")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted.key=value")
+    parser.add_argument("--label", help="name of this model in reports (default: the directory name)")
+    parser.add_argument("--labels", help="with `compare`: comma-separated names, one per report")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    sets = []
+    if args.suite:
+        sets.append(f"suites=[{args.suite}]")
+    if args.tasks:
+        sets.append(f"tasks=[{args.tasks}]")
+    if args.data:
+        sets.append(f"data=[{','.join(args.data)}]")
+    if args.task_table:
+        sets.append(f"task_table={args.task_table}")
+    return sets + args.overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.report import compare, load_report
+
+    if args.model == "compare":
+        if not args.reports or not args.out:
+            raise SystemExit("usage: redone eval compare REPORT [REPORT ...] --out DIR [--labels a,b]")
+        reports = [load_report(Path(r)) for r in args.reports]
+        if args.labels:
+            labels = args.labels.split(",")
+            if len(labels) != len(reports):
+                raise SystemExit(f"--labels gives {len(labels)} names for {len(reports)} reports")
+            for report, label in zip(reports, labels, strict=True):
+                report["label"] = label
+        print(f"wrote {compare(reports, args.out)}")
+        return 0
+    if args.reports:
+        raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")
+    from eval.config import EvalConfig
+    from eval.runner import run_eval
+    from nemo_recipes.config_loader import load_config
+
+    cfg = load_config(EvalConfig, args.config, _overrides(args))
+    model = Path(args.model)
+    out = args.out or Path("eval_results") / model.name
+    report = run_eval(model, cfg, out, args.label, progress=not args.no_progress)
+    for suite, result in report["suites"].items():
+        score = result["score"]
+        print(f"{suite:12s} {'-' if score is None else f'{score:.1f}'}  ({len(result['tasks'])} tasks)")
+    print(f"wrote {out / 'report.md'}")
+    return 0

@@ -1,0 +1,98 @@
+"""Resumable generation for evaluation: greedy (or seeded) vLLM responses appended to a JSONL file.
+
+`predictions.jsonl` holds one line per finished item (`key`, `task`, `id`, `response`), appended and
+flushed batch by batch; a rerun reads it, drops a torn last line (a kill mid-write), and generates
+only the missing items. Each item's sampling seed depends on its key alone, so a resumed run and an
+uninterrupted one produce the same responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from nemo_recipes.data.rl_prompts import Prompt
+from nemo_recipes.rl_config import SamplingConfig
+from nemo_recipes.rollout.engine import RolloutEngine
+
+
+def item_key(prompt: Prompt) -> str:
+    return f"{prompt.record.task}/{prompt.record.id}"
+
+
+def item_seed(seed: int, key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=4).digest(), "little")
+
+
+def check_unique(prompts: Sequence[Prompt]) -> None:
+    """Items are keyed by task and record id: a repeated key is an error naming both records."""
+    seen: dict[str, str] = {}
+    for p in prompts:
+        key = item_key(p)
+        if key in seen:
+            raise ValueError(
+                f"{p.where}: record id {p.record.id!r} of task {p.record.task} repeats {seen[key]}"
+            )
+        seen[key] = p.where
+
+
+def read_predictions(path: Path) -> dict[str, str]:
+    """Finished responses by key; a torn last line (killed mid-write) is cut off the file."""
+    if not path.exists():
+        return {}
+    done, good_bytes = {}, 0
+    with path.open("rb") as f:
+        for raw in f:
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError:
+                if raw.endswith(b"\n"):
+                    raise ValueError(f"{path}: a corrupt line in the middle of the file") from None
+                break
+            done[row["key"]] = row["response"]
+            good_bytes += len(raw)
+    if good_bytes != path.stat().st_size:
+        with path.open("r+b") as f:
+            f.truncate(good_bytes)
+    return done
+
+
+def predict(
+    engine: RolloutEngine,
+    tokenizer,
+    prompts: Sequence[Prompt],
+    sampling: SamplingConfig,
+    out: Path,
+    batch_size: int,
+    seed: int,
+    progress: bool = True,
+) -> dict[str, str]:
+    """Responses for every prompt (key -> text), generating only those not already in `out`."""
+    check_unique(prompts)
+    done = read_predictions(out)
+    todo = [p for p in prompts if item_key(p) not in done]
+    bar = tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc="eval", disable=not progress)
+    with out.open("a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            keys = [item_key(p) for p in batch]
+            outputs = engine.generate(
+                [p.token_ids for p in batch], sampling, [item_seed(seed, k) for k in keys]
+            )
+            lines = []
+            for prompt, key, completions in zip(batch, keys, outputs, strict=True):
+                text = tokenizer.decode(completions[0].token_ids, skip_special_tokens=True)
+                done[key] = text
+                row = {"key": key, "task": prompt.record.task, "id": prompt.record.id, "response": text}
+                lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write("".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+            bar.update(len(batch))
+    bar.close()
+    return {item_key(p): done[item_key(p)] for p in prompts}

@@ -1,0 +1,111 @@
+"""`run_eval`: one model, the selected suites, a report directory (predictions, report.json/.md, plots)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from eval.config import EvalConfig
+from eval.predict import item_key, predict
+from eval.report import write_report
+from eval.scoring import Item, score_suites, suite_of
+from nemo_recipes.config_loader import ConfigError
+
+MODEL_FILE = "model.json"
+"""In the output directory: which model its predictions belong to."""
+
+
+def claim_out_dir(out: Path, model: Path) -> None:
+    """Tie `out` to `model`: resuming into a directory of another model's predictions is an error."""
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / MODEL_FILE
+    source = str(Path(model).resolve())
+    if marker.exists():
+        recorded = json.loads(marker.read_text(encoding="utf-8"))["model"]
+        if recorded != source:
+            raise ConfigError(f"{out} holds the evaluation of {recorded}, not {source}: choose another --out")
+        return
+    marker.write_text(json.dumps({"model": source}) + "\n", encoding="utf-8")
+
+
+def run_eval(
+    model: Path, cfg: EvalConfig, out: Path, label: str | None = None, progress: bool = True
+) -> dict:
+    """Evaluate `model` (an HF directory or our checkpoint); returns the report written under `out`."""
+    from transformers import AutoTokenizer
+
+    from eval.model_source import hf_model_dir
+    from nemo_recipes.data.rl_prompts import load_prompts
+    from nemo_recipes.rl_config import SamplingConfig
+    from nemo_recipes.rollout.vllm_engine import VLLMEngine
+    from nemo_recipes.tasks import load_task_table
+
+    start = time.perf_counter()
+    claim_out_dir(out, model)
+    table = load_task_table(cfg.task_table)
+    unknown = [t for t in cfg.tasks if t not in table.names]
+    if unknown:
+        raise ConfigError(f"eval tasks {unknown} are not in the task table {cfg.task_table} ({table.names})")
+    hf_dir = hf_model_dir(model, out, cfg.hf_config, cfg.tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    max_len = cfg.max_prompt_tokens + cfg.max_response_tokens
+    positions = json.loads((hf_dir / "config.json").read_text(encoding="utf-8")).get(
+        "max_position_embeddings"
+    )
+    if positions is not None and max_len > positions:  # the model's window bounds prompt + response
+        max_len = positions
+    max_prompt = max_len - cfg.max_response_tokens
+    if max_prompt < 1:
+        raise ConfigError(
+            f"max_response_tokens {cfg.max_response_tokens} leaves no room in the model's {max_len}"
+        )
+    loaded = load_prompts(cfg.data, table, tokenizer, max_prompt, cfg.on_bad_record)
+    prompts = [
+        p
+        for p in loaded.prompts
+        if suite_of(table, p.record.task) in cfg.suites and (not cfg.tasks or p.record.task in cfg.tasks)
+    ]
+    if not prompts:
+        raise ConfigError(
+            f"eval data {cfg.data}: no records of suites {cfg.suites} / tasks {cfg.tasks or 'any'}"
+        )
+    sampling = SamplingConfig(
+        num_generations_per_prompt=1,
+        temperature=cfg.temperature,
+        max_response_tokens=cfg.max_response_tokens,
+    )
+    engine = VLLMEngine(
+        hf_dir,
+        cfg.dtype,
+        cfg.engine,
+        max_len,
+        seed=cfg.seed,
+        load_weights=True,
+    )
+    try:
+        responses = predict(
+            engine,
+            tokenizer,
+            prompts,
+            sampling,
+            out / "predictions.jsonl",
+            cfg.batch_size,
+            cfg.seed,
+            progress,
+        )
+    finally:
+        engine.shutdown()
+    items = [Item(p.record, responses[item_key(p)]) for p in prompts]
+    report = {
+        "label": label or Path(model).name,
+        "model": str(Path(model).resolve()),
+        "hf_dir": str(hf_dir),
+        "items": len(items),
+        "skipped_records": loaded.skipped,
+        "suites": score_suites(table, items, cfg.suites),
+        "config": cfg.model_dump(mode="json"),
+        "seconds": time.perf_counter() - start,
+    }
+    write_report(out, report)
+    return report

@@ -1,0 +1,142 @@
+"""Scores of the three suites from predictions: pure functions, the same metric code as the rewards.
+
+Suites are decided by a task's `capability` in the task table: `translation` -> the translation suite,
+`general` -> the general suite, anything else -> the SNS suite. Every score is on a 0-100 scale.
+
+- SNS and general: a task's score is the mean over its items of its headline metric (the training
+  reward, or the first of the table's `metrics`), every metric is reported; a capability's score is
+  the mean of its tasks' scores, the suite's the mean over tasks.
+- Translation: corpus-level BLEU and chrF++ (sacrebleu) per direction, with the parameters of the
+  task's `bleu` and `chrf` metrics (tokenizer: `zh` for Chinese targets); the suite score is the
+  mean of the four numbers zh->en BLEU, zh->en chrF++, en->zh BLEU, en->zh chrF++ (the paper's
+  SNS-TransBench average; None when a direction has no items).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from nemo_recipes.tasks import TaskRecord, TaskTable
+from nemo_recipes.tasks.registry import evaluate
+from nemo_recipes.tasks.rewards.bleu import corpus_bleu
+from nemo_recipes.tasks.rewards.chrf import corpus_chrf
+from nemo_recipes.tasks.text import extract_answer
+
+SUITES = ("sns", "translation", "general")
+DIRECTIONS = ("zh-en", "en-zh")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One evaluation item with the model's response."""
+
+    record: TaskRecord
+    response: str
+
+
+def suite_of(table: TaskTable, task: str) -> str:
+    capability = table.spec(task).capability
+    return capability if capability in ("translation", "general") else "sns"
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def task_scores(table: TaskTable, items: Sequence[Item]) -> dict[str, dict]:
+    """Per task: `score` (headline metric, 0-100), `metrics` (every metric's mean), `n`, `capability`."""
+    by_task: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for item in items:
+        results = evaluate(table, item.record.task, item.response, item.record)
+        by_task[item.record.task].append({name: r.score for name, r in results.items()})
+    out = {}
+    for task, rows in sorted(by_task.items()):
+        metrics = {name: 100.0 * _mean([row[name] for row in rows]) for name in rows[0]}
+        out[task] = {
+            "score": next(iter(metrics.values())),
+            "metrics": metrics,
+            "n": len(rows),
+            "capability": table.spec(task).capability,
+        }
+    return out
+
+
+def averaged_suite(table: TaskTable, items: Sequence[Item]) -> dict:
+    """The SNS or general suite: task scores, capability means and the mean over tasks."""
+    tasks = task_scores(table, items)
+    by_capability: dict[str, list[float]] = defaultdict(list)
+    for result in tasks.values():
+        by_capability[result["capability"]].append(result["score"])
+    return {
+        "score": _mean([t["score"] for t in tasks.values()]),
+        "capabilities": {c: _mean(v) for c, v in sorted(by_capability.items())},
+        "tasks": tasks,
+    }
+
+
+def _corpus_metric(table: TaskTable, tasks: set[str], kind: str):
+    """The `kind` (bleu / chrf) eval metric the translation tasks of one direction share."""
+    found = {}
+    for task in sorted(tasks):
+        metrics = [m for m in table.spec(task).eval_metrics().values() if m.kind == kind]
+        if not metrics:
+            raise ValueError(f"translation task {task}: the task table gives it no {kind} metric")
+        found[task] = metrics[0]
+    if len({m.model_dump_json() for m in found.values()}) > 1:
+        raise ValueError(
+            f"translation tasks {sorted(tasks)} of one direction disagree on their {kind} metric"
+        )
+    return next(iter(found.values()))
+
+
+def translation_suite(table: TaskTable, items: Sequence[Item]) -> dict:
+    """Corpus BLEU and chrF++ per direction, their four-number average, and per-task item scores."""
+    by_direction: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        if item.record.language not in DIRECTIONS:
+            raise ValueError(
+                f"translation item {item.record.id!r} (task {item.record.task}) has language "
+                f"{item.record.language!r}; expected one of {DIRECTIONS}"
+            )
+        by_direction[item.record.language].append(item)
+    directions = {}
+    for direction, members in sorted(by_direction.items()):
+        tasks = {i.record.task for i in members}
+        bleu, chrf = _corpus_metric(table, tasks, "bleu"), _corpus_metric(table, tasks, "chrf")
+        refs = [i.record.answer_text for i in members]
+        directions[direction] = {
+            "bleu": 100.0 * corpus_bleu(_hypotheses(members, bleu), refs, bleu),
+            "chrf++": 100.0 * corpus_chrf(_hypotheses(members, chrf), refs, chrf),
+            "n": len(members),
+        }
+    missing = [d for d in DIRECTIONS if d not in directions]
+    four = [directions[d][m] for d in DIRECTIONS if d in directions for m in ("bleu", "chrf++")]
+    return {
+        "score": _mean(four) if not missing else None,
+        "missing_directions": missing,
+        "directions": directions,
+        "tasks": task_scores(table, items),
+    }
+
+
+def _hypotheses(items: Sequence[Item], params) -> list[str]:
+    """Each response as the metric reads it (its extraction rule); an empty extraction scores as ''."""
+    return [extract_answer(i.response, params.extract) or "" for i in items]
+
+
+def score_suites(table: TaskTable, items: Sequence[Item], suites: Sequence[str]) -> dict[str, dict]:
+    """Every requested suite that has items: {suite: result}."""
+    grouped: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        grouped[suite_of(table, item.record.task)].append(item)
+    out = {}
+    for suite in suites:
+        if not grouped.get(suite):
+            continue
+        members = grouped[suite]
+        out[suite] = (
+            translation_suite(table, members) if suite == "translation" else averaged_suite(table, members)
+        )
+    return out
