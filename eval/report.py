@@ -72,13 +72,29 @@ def markdown(reports: Sequence[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_tasks(reports: Sequence[dict], path: Path) -> None:
-    """Grouped bars: every task's score, one bar per report."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(plt, fig, ax, ylabel: str, title: str, path: Path) -> None:
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_tasks(reports: Sequence[dict], path: Path) -> None:
+    """Grouped bars: every task's score, one bar per report."""
+    plt = _pyplot()
     tasks = sorted({(s, t) for r in reports for s, res in r["suites"].items() for t in res["tasks"]})
     width = 0.8 / len(reports)
     fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(tasks) * max(1, len(reports) / 2)), 4.5))
@@ -87,22 +103,12 @@ def plot_tasks(reports: Sequence[dict], path: Path) -> None:
         ax.bar([x + i * width for x in range(len(tasks))], values, width, label=report["label"])
     ax.set_xticks([x + width * (len(reports) - 1) / 2 for x in range(len(tasks))])
     ax.set_xticklabels([t for _, t in tasks], rotation=60, ha="right", fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("score (0-100)")
-    ax.set_title("Per-task scores")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, "score (0-100)", "Per-task scores", path)
 
 
 def plot_seesaw(reports: Sequence[dict], path: Path) -> None:
     """Suite scores per report, in order: in-domain (SNS, translation) against general."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     labels = [r["label"] for r in reports]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4.0))
     for suite in SUITES:
@@ -114,13 +120,7 @@ def plot_seesaw(reports: Sequence[dict], path: Path) -> None:
                 marker="o",
                 label=SUITE_TITLES[suite],
             )
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("suite score (0-100)")
-    ax.set_title("In-domain vs general (the seesaw)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, ax, "suite score (0-100)", "In-domain vs general (the seesaw)", path)
 
 
 def write_report(out: Path, report: dict) -> None:

@@ -7,6 +7,7 @@ re-launches the command under torchrun with N local processes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -54,6 +55,18 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
     return 0 if run_grpo(cfg).completed else 3
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.stages.diagnose import run_diagnose
+
+    path = run_diagnose(cfg)
+    selected = json.loads(path.read_text(encoding="utf-8"))["selected"]
+    print(
+        f"selected for stage 2: {', '.join(selected) or 'none'}\nwrote {path} and {path.with_suffix('.md')}"
+    )
+    return 0
+
+
 def _cmd_init_model(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
     from nemo_recipes.model.init_checkpoint import init_model_checkpoint
@@ -80,6 +93,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 COMMANDS = {
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
     "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
+    "diagnose": (_cmd_diagnose, "evaluate a model per task and name the weak tasks (diagnosis.json)"),
     "init-model": (
         _cmd_init_model,
         "save the configured model, randomly initialised (seeded), as a checkpoint",

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
+from eval.config import EvalConfig
 from nemo_recipes.config_loader import ConfigError, StrictModel
 from nemo_recipes.rl_config import (
     DynamicSamplingConfig,
@@ -259,6 +260,38 @@ class GRPOConfig(StrictModel):
         return self
 
 
+class DiagnosisConfig(StrictModel):
+    """Which tasks go into stage 2's failure bucket: any enabled rule selects a task (docs/diagnosis.md)."""
+
+    model: Path | None = None
+    """The model diagnosed (stage 1's checkpoint, or an HF directory)."""
+    base_model: Path | None = None
+    """The model before stage 1, for the regression rule (and the report)."""
+    suites: list[Literal["sns", "translation", "general"]] = Field(
+        default_factory=lambda: ["sns", "translation"], min_length=1
+    )
+    """Whose tasks can be selected (general tasks are rehearsal, not targets, by default)."""
+    below_target: float | None = Field(None, ge=0, le=100)
+    """Select a task scoring below this (0-100)."""
+    regression_margin: float | None = Field(None, ge=0)
+    """Select a task scoring more than this below the base model (needs base_model)."""
+    k_weakest: PositiveInt | None = None
+    """Select the k lowest-scoring tasks."""
+    reference_scores: dict[str, float] = Field(default_factory=dict)
+    """Scores to compare with (e.g. a stronger model's, 0-100), by task."""
+    reference_gap: float | None = Field(None, ge=0)
+    """Select a task scoring more than this below its reference score."""
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> DiagnosisConfig:
+        rules = (self.below_target, self.regression_margin, self.k_weakest, self.reference_gap)
+        if all(r is None for r in rules):
+            raise ValueError("no rule enabled: set below_target, regression_margin, k_weakest or reference_gap")
+        if self.reference_gap is not None and not self.reference_scores:
+            raise ValueError("reference_gap needs reference_scores")
+        return self
+
+
 class RunConfig(StrictModel):
     """The whole run. `redone sft` uses model, parallel, logging, sft; `redone grpo` uses grpo, not sft."""
 
@@ -269,6 +302,8 @@ class RunConfig(StrictModel):
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     sft: SFTConfig = Field(default_factory=SFTConfig)
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    diagnosis: DiagnosisConfig = Field(default_factory=lambda: DiagnosisConfig(k_weakest=3))
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
 
 def hf_num_experts(hf: dict) -> int:
@@ -346,6 +381,11 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
         raise ConfigError(
             f"parallel.context_parallel_size {par.context_parallel_size}: the GRPO stage does not support "
             "context parallelism yet (rollout rows are short; use tensor/pipeline/data parallelism)"
+        )
+    if stage == "grpo" and par.expert_model_parallel_size > 1:
+        raise ConfigError(
+            f"parallel.expert_model_parallel_size {par.expert_model_parallel_size}: expert parallelism is "
+            "not supported in the GRPO stage yet (untested there); run MoE models there at size 1"
         )
     if stage == "grpo" and cfg.grpo.loss.kl_coef > 0 and cfg.model.init_from is None:
         raise ConfigError(

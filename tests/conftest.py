@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +43,41 @@ def run_cli(
             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def start_cli(args: list[str], nproc: int = 1) -> subprocess.Popen:
+    """`redone ARGS` in the background, in a session of its own, output discarded."""
+    return subprocess.Popen(
+        cli_command(args, nproc),
+        cwd=REPO,
+        env=cli_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until(proc: subprocess.Popen, done: Callable[[], bool], what: str, timeout: float = 600) -> None:
+    """Poll `done()` while `proc` runs; fail if it exits first or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode()[-3000:] if proc.stdout else ""
+            pytest.fail(f"the run exited ({proc.returncode}) before {what}\n{out}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def signal_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send `sig` to `proc` and every process below it (torchrun workers, vLLM engines), as Slurm does
+    to a job step; with SIGKILL also wait for them all."""
+    tree = psutil.Process(proc.pid)
+    victims = [tree, *tree.children(recursive=True)]
+    for p in victims:
+        p.send_signal(sig)
+    if sig == signal.SIGKILL:
+        psutil.wait_procs(victims, timeout=30)
+        proc.wait()
 
 
 def read_metrics(run_dir: Path, stage: str = "sft") -> list[dict]:

@@ -125,6 +125,13 @@ def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     ):
         check_launch(cfg, 1, "grpo")
     check_launch(cfg, 1, "sft")  # the SFT stage does not read grpo.*
+    cfg = load_config(
+        RunConfig, None, ["model.hf_config=tiny-qwen3-moe", "parallel.expert_model_parallel_size=2"]
+    )
+    with pytest.raises(
+        ConfigError, match=r"expert_model_parallel_size 2: expert parallelism is not supported in"
+    ):
+        check_launch(cfg, 2, "grpo")
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
     with pytest.raises(ConfigError, match=r"context_parallel_size 2: the GRPO stage does not support"):
         check_launch(cfg, 2, "grpo")

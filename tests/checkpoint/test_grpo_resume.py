@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import psutil
-
 from tests.checkpoint.test_sft_resume import kill_at_step, logged_steps
-from tests.conftest import REPO, cli_command, cli_env, read_metrics, run_cli
+from tests.conftest import REPO, cli_command, cli_env, read_metrics, run_cli, signal_tree, wait_until
 from tests.stages.grpo_helpers import grpo_args
 
 STEPS = 6
@@ -33,13 +30,8 @@ def sigterm_everything_at_step(args: list[str], run_dir: Path, step: int) -> int
     proc = subprocess.Popen(
         cli_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 600
-    while logged_steps(run_dir) < step:
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
-        p.send_signal(signal.SIGTERM)
+    wait_until(proc, lambda: logged_steps(run_dir) >= step, f"step {step}")
+    signal_tree(proc, signal.SIGTERM)
     out = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 3, out[-3000:]
     return logged_steps(run_dir)

@@ -7,13 +7,11 @@ import json
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.conftest import REPO, cli_command, cli_env, losses, run_cli
+from tests.conftest import REPO, cli_command, cli_env, losses, run_cli, signal_tree, start_cli, wait_until
 from tests.parallel.test_sft_invariance import sft_args
 
 pytestmark = pytest.mark.parallel
@@ -37,26 +35,10 @@ def logged_steps(run_dir: Path) -> int:
 
 def kill_at_step(args: list[str], nproc: int, run_dir: Path, step: int) -> None:
     """Start the run, SIGKILL its whole process group once `step` is logged."""
-    proc = subprocess.Popen(
-        cli_command(args, nproc),
-        cwd=REPO,
-        env=cli_env(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while logged_steps(run_dir) < step:
-        assert proc.poll() is None, f"run exited ({proc.returncode}) before step {step}"
-        assert time.monotonic() < deadline, "timed out waiting for the run to reach the kill step"
-        time.sleep(0.05)
+    proc = start_cli(args, nproc)
+    wait_until(proc, lambda: logged_steps(run_dir) >= step, f"step {step}", timeout=300)
     # torchrun starts its workers in sessions of their own: kill the whole process tree.
-    tree = psutil.Process(proc.pid)
-    victims = [tree, *tree.children(recursive=True)]
-    for p in victims:
-        p.send_signal(signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    proc.wait()
+    signal_tree(proc)
 
 
 @pytest.mark.parametrize("layout", ["dp2_distopt", "dp2"])
@@ -106,9 +88,7 @@ def test_sigterm_checkpoints_at_the_next_step_and_exits_3(init_ckpt: Path, tmp_p
     proc = subprocess.Popen(
         cli_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    while logged_steps(cut_dir) < 3:
-        assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-        time.sleep(0.05)
+    wait_until(proc, lambda: logged_steps(cut_dir) >= 3, "step 3")
     proc.send_signal(signal.SIGTERM)
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == 3, out[-3000:]

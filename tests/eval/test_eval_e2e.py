@@ -4,14 +4,9 @@ killed halfway and rerun, it finishes without regenerating finished items and re
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import psutil
-
-from tests.conftest import REPO, cli_command, cli_env, run_cli
+from tests.conftest import run_cli, signal_tree, start_cli, wait_until
 
 TASKS = "sns_taxonomy,general_arithmetic,sns_translation_zh2en,sns_translation_en2zh"
 ITEMS = 100  # 25 test records per task in sns_demo/test.jsonl
@@ -48,25 +43,9 @@ def test_eval_report_and_resume_after_a_kill(init_ckpt: Path, tmp_path: Path) ->
     assert len(lines(full / "predictions.jsonl")) == ITEMS
 
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(
-        cli_command(eval_args(init_ckpt, cut)),
-        cwd=REPO,
-        env=cli_env(),
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
-    while len(lines(cut / "predictions.jsonl")) < 32:
-        assert proc.poll() is None, f"eval exited ({proc.returncode}) before the kill"
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    tree = psutil.Process(proc.pid)
-    victims = [tree, *tree.children(recursive=True)]
-    for p in victims:
-        p.send_signal(signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=30)
-    proc.wait()
+    proc = start_cli(eval_args(init_ckpt, cut))
+    wait_until(proc, lambda: len(lines(cut / "predictions.jsonl")) >= 32, "32 finished items")
+    signal_tree(proc)
     before = lines(cut / "predictions.jsonl")
     assert 32 <= len(before) < ITEMS and not (cut / "report.json").exists()
 
