@@ -81,6 +81,12 @@ def _cmd_slurm(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from data_prep.cli import run
+
+    return run(args.recipe, args.overrides)
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     """Print the resolved config (validates the recipe without building anything)."""
     import yaml
@@ -99,6 +105,7 @@ COMMANDS = {
         "save the configured model, randomly initialised (seeded), as a checkpoint",
     ),
     "config": (_cmd_config, "validate a recipe and print the resolved config"),
+    "data": (_cmd_data, "curate raw text into training data: dedup, filters, PII, decontamination, ..."),
     "convert": (convert_cli.run, "HF <-> megatron checkpoints: hf-to-mcore, mcore-to-hf, verify"),
     "eval": (eval_cli.run, "score a checkpoint or HF model on the SNS, translation and general suites"),
     "slurm": (_cmd_slurm, "run a stage as a Slurm job: submit (renders, submits, records the sbatch script)"),

@@ -286,7 +286,7 @@ class DiagnosisConfig(StrictModel):
     def _some_rule(self) -> DiagnosisConfig:
         rules = (self.below_target, self.regression_margin, self.k_weakest, self.reference_gap)
         if all(r is None for r in rules):
-            raise ValueError("no rule enabled: set below_target, regression_margin, k_weakest or reference_gap")
+            raise ValueError("no rule enabled: set below_target, regression_margin, k_weakest, reference_gap")
         if self.reference_gap is not None and not self.reference_scores:
             raise ValueError("reference_gap needs reference_scores")
         return self
