@@ -67,6 +67,14 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_sft_data(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.stages.build_sft_data import run_build_sft_data
+
+    print(f"wrote {run_build_sft_data(cfg)} (statistics: stats.json next to it)")
+    return 0
+
+
 def _cmd_init_model(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
     from nemo_recipes.model.init_checkpoint import init_model_checkpoint
@@ -100,6 +108,10 @@ COMMANDS = {
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
     "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
     "diagnose": (_cmd_diagnose, "evaluate a model per task and name the weak tasks (diagnosis.json)"),
+    "build-sft-data": (
+        _cmd_build_sft_data,
+        "stage 2's data: the diagnosed tasks' records plus judged best-of-n general rehearsal",
+    ),
     "init-model": (
         _cmd_init_model,
         "save the configured model, randomly initialised (seeded), as a checkpoint",

@@ -292,6 +292,33 @@ class DiagnosisConfig(StrictModel):
         return self
 
 
+class SFTDataConfig(StrictModel):
+    """Stage 2's data: the failing tasks' records plus judged best-of-n rehearsal (docs/diagnosis.md)."""
+
+    diagnosis: Path | None = None
+    """diagnosis.json naming the failing tasks (default: run_dir/diagnosis/diagnosis.json)."""
+    task_table: str = "sns_demo"
+    sns_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl"])
+    """Task records to draw the failing tasks' examples from (only their tasks are used)."""
+    max_sns_records: PositiveInt | None = None
+    """Cap on targeted records, split evenly over capabilities, then tasks (null: all of them)."""
+    upweight: dict[str, PositiveInt] = Field(default_factory=dict)
+    """meta key -> repeat count: records whose meta has that key truthy (rare cases) appear this often."""
+    general_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl"])
+    """Task records of general-capability tasks: the rehearsal prompts."""
+    rehearsal_ratio: float = Field(0.0625, ge=0.0, lt=1.0)
+    """Share of general rehearsal in the built set (the paper: about 6%)."""
+    rehearsal_model: Path | None = None
+    """The model that answers the rehearsal prompts (stage 1's checkpoint or an HF directory)."""
+    best_of_n: int = Field(8, ge=1)
+    temperature: float = Field(1.0, ge=0.0)
+    max_prompt_tokens: PositiveInt = 1024
+    max_response_tokens: PositiveInt = 256
+    min_judge_score: float = Field(0.0, ge=0.0, le=1.0)
+    """A rehearsal prompt whose best answer scores below this is dropped (counted)."""
+    engine: RolloutEngineConfig = Field(default_factory=RolloutEngineConfig)
+
+
 class RunConfig(StrictModel):
     """The whole run. `redone sft` uses model, parallel, logging, sft; `redone grpo` uses grpo, not sft."""
 
@@ -304,6 +331,7 @@ class RunConfig(StrictModel):
     grpo: GRPOConfig = Field(default_factory=GRPOConfig)
     diagnosis: DiagnosisConfig = Field(default_factory=lambda: DiagnosisConfig(k_weakest=3))
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    sft_data: SFTDataConfig = Field(default_factory=SFTDataConfig)
 
 
 def hf_num_experts(hf: dict) -> int:

@@ -157,6 +157,10 @@ class VLLMEngine:
                 enforce_eager=engine_cfg.enforce_eager,
                 enable_sleep_mode=self._sleep_enabled,
                 logprobs_mode="processed_logprobs",
+                # On CPU, a seeded request whose prompt is prefilled in chunks kills the engine (vLLM
+                # rewinds the request's generator offset, which CPU generators do not have): prompts
+                # are scheduled whole instead, as vLLM's CPU platform itself does for MLA models.
+                enable_chunked_prefill=False if not torch.cuda.is_available() else None,
                 worker_extension_cls=REFIT_EXTENSION,
             )
 

@@ -1,0 +1,148 @@
+"""Stage 2's data set: the failing tasks' records plus general rehearsal with judged best-of-n targets.
+
+Reads the diagnosis (`diagnosis.json`: the failing tasks), draws their records stratified by
+capability (`nemo_recipes/data/sft_selection.py`), then for `rehearsal_ratio` of the final set draws
+general prompts, lets the stage-1 model (`rehearsal_model`) answer each `best_of_n` times with vLLM,
+scores the answers with the task's own reward (the judge: exact match, pattern, sandboxed tests or an
+LLM judge, whatever the task table gives that task) and keeps the best as the SFT target. Writes
+`run_dir/sft_data/train.jsonl` (chat records, shuffled) and `stats.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from data_prep.records import ChatMessage, ChatRecord
+from nemo_recipes.config import RunConfig, SFTDataConfig
+from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
+from nemo_recipes.tasks import TaskRecord, TaskTable, load_task_table, read_task_records
+
+OUT_DIR = "sft_data"
+
+
+def read_selected_tasks(path: Path, table: TaskTable) -> list[str]:
+    """The failing tasks named by a diagnosis.json (each must be in the task table)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no diagnosis (run `redone diagnose` first, or set sft_data.diagnosis)")
+    selected = json.loads(path.read_text(encoding="utf-8"))["selected"]
+    unknown = [t for t in selected if t not in table.names]
+    if unknown:
+        raise ConfigError(f"{path}: selected tasks {unknown} are not in the task table ({table.names})")
+    return selected
+
+
+def read_records(files: list[str], table: TaskTable) -> list[TaskRecord]:
+    from nemo_recipes.config import resolve_asset
+
+    return [r for name in files for r in read_task_records(resolve_asset(name, "data"), table).records]
+
+
+def rehearsal(
+    cfg: SFTDataConfig, table: TaskTable, count: int, work_dir: Path, seed: int
+) -> tuple[list, dict]:
+    """`count` general prompts answered best-of-n by the rehearsal model: (chat records, stats)."""
+    from transformers import AutoTokenizer
+
+    from eval.model_source import hf_model_dir
+    from eval.predict import item_key, item_seed
+    from eval.runner import claim_out_dir
+    from nemo_recipes.data.rl_prompts import load_prompts
+    from nemo_recipes.rl_config import SamplingConfig
+    from nemo_recipes.rollout.vllm_engine import VLLMEngine
+    from nemo_recipes.tasks import score_batch
+
+    if cfg.rehearsal_model is None:
+        raise ConfigError(
+            "sft_data.rehearsal_ratio > 0 needs sft_data.rehearsal_model (stage 1's checkpoint)"
+        )
+    claim_out_dir(work_dir, cfg.rehearsal_model)  # an export of another model is never reused
+    hf_dir = hf_model_dir(cfg.rehearsal_model, work_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    prompts = load_prompts(cfg.general_data, table, tokenizer, cfg.max_prompt_tokens, "raise").prompts
+    prompts = [p for p in prompts if table.spec(p.record.task).capability == "general"]
+    if not prompts:
+        raise ConfigError(
+            f"sft_data.general_data {cfg.general_data}: no records of a general-capability task"
+        )
+    drawn = random.Random(seed).sample(prompts, min(count, len(prompts)))
+    sampling = SamplingConfig(
+        num_generations_per_prompt=cfg.best_of_n,
+        temperature=cfg.temperature,
+        max_response_tokens=cfg.max_response_tokens,
+    )
+    engine = VLLMEngine(
+        hf_dir, "auto", cfg.engine, cfg.max_prompt_tokens + cfg.max_response_tokens, seed, load_weights=True
+    )
+    try:
+        seeds = [item_seed(seed, item_key(p)) for p in drawn]
+        outputs = engine.generate([p.token_ids for p in drawn], sampling, seeds)
+    finally:
+        engine.shutdown()
+    texts = [[tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in cs] for cs in outputs]
+    flat = score_batch(
+        table, [t for ts in texts for t in ts], [p.record for p in drawn for _ in range(cfg.best_of_n)]
+    )
+    records, best_scores, dropped = [], [], 0
+    for i, (prompt, answers) in enumerate(zip(drawn, texts, strict=True)):
+        scores = [r.score for r in flat[i * cfg.best_of_n : (i + 1) * cfg.best_of_n]]
+        best = best_answer(scores)
+        if scores[best] < cfg.min_judge_score:
+            dropped += 1
+            continue
+        best_scores.append(scores[best])
+        record = prompt.record
+        messages = [
+            *record.prompt_messages(table.spec(record.task).prompt_template),
+            ChatMessage(role="assistant", content=answers[best]),
+        ]
+        meta = {"rehearsal": True, "judge_score": scores[best], "language": record.language}
+        records.append(ChatRecord(messages=messages, task=record.task, id=record.id, meta=meta))
+    stats = {
+        "wanted": count,
+        "available_prompts": len(prompts),
+        "drawn": len(drawn),
+        "dropped_below_min_judge_score": dropped,
+        "kept": len(records),
+        "best_score_mean": sum(best_scores) / len(best_scores) if best_scores else None,
+    }
+    return records, stats
+
+
+def run_build_sft_data(cfg: RunConfig) -> Path:
+    """Build stage 2's SFT data; returns the train.jsonl path."""
+    data = cfg.sft_data
+    table = load_task_table(data.task_table)
+    diagnosis = data.diagnosis or cfg.run_dir / "diagnosis" / "diagnosis.json"
+    selected = read_selected_tasks(diagnosis, table)
+    out = cfg.run_dir / OUT_DIR
+    targeted, selection = select_targeted(
+        read_records(data.sns_data, table), selected, table, data.max_sns_records, data.upweight, cfg.seed
+    )
+    if not targeted:
+        raise ConfigError(f"sft_data.sns_data {data.sns_data}: no records of the selected tasks {selected}")
+    chats = [r.to_chat(table.spec(r.task).prompt_template) for r in targeted]
+    count = rehearsal_count(len(targeted), data.rehearsal_ratio)
+    rehearsal_stats = None
+    if count:
+        extra, rehearsal_stats = rehearsal(data, table, count, out / "rehearsal_model", cfg.seed)
+        chats += extra
+    random.Random(cfg.seed).shuffle(chats)
+    out.mkdir(parents=True, exist_ok=True)
+    train = out / "train.jsonl"
+    tmp = train.with_name(train.name + ".tmp")
+    tmp.write_text("".join(c.model_dump_json(exclude_none=True) + "\n" for c in chats), encoding="utf-8")
+    os.replace(tmp, train)
+    stats = {
+        "diagnosis": str(diagnosis),
+        "selected_tasks": selected,
+        "targeted": {"records": len(targeted), **selection.__dict__},
+        "rehearsal": rehearsal_stats,
+        "total": len(chats),
+        "rehearsal_share": (rehearsal_stats["kept"] / len(chats)) if rehearsal_stats else 0.0,
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return train
