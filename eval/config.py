@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, field_validator
 
 from nemo_recipes.config_loader import StrictModel
 from nemo_recipes.rl_config import RolloutEngineConfig
@@ -35,3 +35,16 @@ class EvalConfig(StrictModel):
     """For a checkpoint whose run records neither (see `redone convert mcore-to-hf`); else unused."""
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     """Engine dtype; auto: the model's config.json."""
+    lm_eval_tasks: list[str] = Field(default_factory=list)
+    """lm-evaluation-harness tasks added to the general suite (eval/lm_eval_suite.py); empty: none."""
+    lm_eval_include_path: list[str] = Field(default_factory=list)
+    """Directories of lm-eval task YAMLs (local data files); empty: the shipped assets/lm_eval."""
+    lm_eval_limit: PositiveInt | None = None
+    """Items per lm-eval task (the first N); None: all."""
+    lm_eval_batch_size: PositiveInt = 8
+
+    @field_validator("lm_eval_tasks", "lm_eval_include_path", mode="before")
+    @classmethod
+    def _one_or_list(cls, value):
+        """`--set lm_eval_tasks=a` is the list [a]."""
+        return [value] if isinstance(value, str) else value

@@ -29,6 +29,21 @@ def claim_out_dir(out: Path, model: Path) -> None:
     marker.write_text(json.dumps({"model": source}) + "\n", encoding="utf-8")
 
 
+def add_lm_eval(general: dict | None, harness: dict) -> dict:
+    """The general suite with lm-eval's results under `lm_eval`: each lm-eval task with a headline
+    score counts as one more task in the suite score (the mean over the local general tasks and the
+    lm-eval tasks), and their mean is the capability `lm_eval`."""
+    general = dict(general or {"score": None, "capabilities": {}, "tasks": {}})
+    local = [t["score"] for t in general["tasks"].values()]
+    harness_scores = [t["score"] for t in harness["tasks"].values() if t["score"] is not None]
+    scores = local + harness_scores
+    general["score"] = sum(scores) / len(scores) if scores else None
+    if harness_scores:
+        general["capabilities"] = {**general["capabilities"], "lm_eval": harness["score"]}
+    general["lm_eval"] = harness
+    return general
+
+
 def run_eval(
     model: Path, cfg: EvalConfig, out: Path, label: str | None = None, progress: bool = True
 ) -> dict:
@@ -66,44 +81,66 @@ def run_eval(
         for p in loaded.prompts
         if suite_of(table, p.record.task) in cfg.suites and (not cfg.tasks or p.record.task in cfg.tasks)
     ]
-    if not prompts:
+    lm_eval_wanted = bool(cfg.lm_eval_tasks) and "general" in cfg.suites
+    if not prompts and not lm_eval_wanted:
         raise ConfigError(
             f"eval data {cfg.data}: no records of suites {cfg.suites} / tasks {cfg.tasks or 'any'}"
         )
+    if lm_eval_wanted:  # unknown lm-eval tasks fail now, not after generation
+        from eval.lm_eval_suite import DEFAULT_INCLUDE_PATH, task_specs
+
+        task_specs(cfg.lm_eval_tasks, [Path(p) for p in cfg.lm_eval_include_path] or [DEFAULT_INCLUDE_PATH])
     sampling = SamplingConfig(
         num_generations_per_prompt=1,
         temperature=cfg.temperature,
         max_response_tokens=cfg.max_response_tokens,
     )
-    engine = VLLMEngine(
-        hf_dir,
-        cfg.dtype,
-        cfg.engine,
-        max_len,
-        seed=cfg.seed,
-        load_weights=True,
-    )
-    try:
-        responses = predict(
-            engine,
-            tokenizer,
-            prompts,
-            sampling,
-            out / "predictions.jsonl",
-            cfg.batch_size,
-            cfg.seed,
-            progress,
+    responses = {}
+    if prompts:
+        engine = VLLMEngine(
+            hf_dir,
+            cfg.dtype,
+            cfg.engine,
+            max_len,
+            seed=cfg.seed,
+            load_weights=True,
         )
-    finally:
-        engine.shutdown()
+        try:
+            responses = predict(
+                engine,
+                tokenizer,
+                prompts,
+                sampling,
+                out / "predictions.jsonl",
+                cfg.batch_size,
+                cfg.seed,
+                progress,
+            )
+        finally:
+            engine.shutdown()
     items = [Item(p.record, responses[item_key(p)]) for p in prompts]
+    suites = score_suites(table, items, cfg.suites)
+    if lm_eval_wanted:  # after the engine is gone: lm-eval loads the model itself (HF backend)
+        from eval.lm_eval_suite import run_lm_eval
+
+        harness = run_lm_eval(
+            hf_dir,
+            cfg.lm_eval_tasks,
+            [Path(p) for p in cfg.lm_eval_include_path] or None,
+            limit=cfg.lm_eval_limit,
+            batch_size=cfg.lm_eval_batch_size,
+            seed=cfg.seed,
+            dtype=cfg.dtype,
+            cache=out / "lm_eval_cache",
+        )
+        suites["general"] = add_lm_eval(suites.get("general"), harness)
     report = {
         "label": label or Path(model).name,
         "model": str(Path(model).resolve()),
         "hf_dir": str(hf_dir),
         "items": len(items),
         "skipped_records": loaded.skipped,
-        "suites": score_suites(table, items, cfg.suites),
+        "suites": suites,
         "config": cfg.model_dump(mode="json"),
         "seconds": time.perf_counter() - start,
     }
