@@ -8,7 +8,6 @@ uninterrupted one produce the same responses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -19,14 +18,11 @@ from tqdm import tqdm
 from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.rl_config import SamplingConfig
 from nemo_recipes.rollout.engine import RolloutEngine
+from nemo_recipes.rollout.groups import sample_seed
 
 
 def item_key(prompt: Prompt) -> str:
     return f"{prompt.record.task}/{prompt.record.id}"
-
-
-def item_seed(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=4).digest(), "little")
 
 
 def check_unique(prompts: Sequence[Prompt]) -> None:
@@ -82,7 +78,7 @@ def predict(
             batch = todo[start : start + batch_size]
             keys = [item_key(p) for p in batch]
             outputs = engine.generate(
-                [p.token_ids for p in batch], sampling, [item_seed(seed, k) for k in keys]
+                [p.token_ids for p in batch], sampling, [sample_seed(seed, k) for k in keys]
             )
             lines = []
             for prompt, key, completions in zip(batch, keys, outputs, strict=True):

@@ -58,8 +58,9 @@ class StepGroups:
     """Per task: groups generated this step, and those whose rewards were all equal."""
 
 
-def sample_seed(seed: int, position: int) -> int:
-    """The sampling seed of the prompt at a draw position: independent of which replica generates it."""
+def sample_seed(seed: int, position: int | str) -> int:
+    """The sampling seed of a prompt from its draw position (or an eval item's key): independent of
+    which replica generates it and of its batch-mates."""
     digest = hashlib.blake2b(f"{seed}:{position}".encode(), digest_size=4).digest()
     return int.from_bytes(digest, "little")
 

@@ -48,10 +48,11 @@ def rehearsal(
     from transformers import AutoTokenizer
 
     from eval.model_source import hf_model_dir
-    from eval.predict import item_key, item_seed
+    from eval.predict import item_key
     from eval.runner import claim_out_dir
     from nemo_recipes.data.rl_prompts import load_prompts
     from nemo_recipes.rl_config import SamplingConfig
+    from nemo_recipes.rollout.groups import sample_seed
     from nemo_recipes.rollout.vllm_engine import VLLMEngine
     from nemo_recipes.tasks import score_batch
 
@@ -78,7 +79,7 @@ def rehearsal(
         hf_dir, "auto", cfg.engine, cfg.max_prompt_tokens + cfg.max_response_tokens, seed, load_weights=True
     )
     try:
-        seeds = [item_seed(seed, item_key(p)) for p in drawn]
+        seeds = [sample_seed(seed, item_key(p)) for p in drawn]
         outputs = engine.generate([p.token_ids for p in drawn], sampling, seeds)
     finally:
         engine.shutdown()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.checkpoint.test_sft_resume import kill_at_step, logged_steps
 from tests.conftest import REPO, cli_command, cli_env, read_metrics, run_cli, signal_tree, wait_until
-from tests.stages.grpo_helpers import grpo_args
+from tests.stages.grpo_cli import grpo_args
 
 STEPS = 6
 COMPARED = ("reward_mean", "response_tokens_mean", "groups_drawn", "grad_norm", "entropy", "loss")

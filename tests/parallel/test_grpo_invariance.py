@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import read_metrics, run_cli
-from tests.stages.grpo_helpers import grpo_args
+from tests.stages.grpo_cli import grpo_args
 
 pytestmark = pytest.mark.parallel
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nemo_recipes.config import resolve_asset
 from tests.conftest import read_metrics, run_cli
-from tests.stages.grpo_helpers import grpo_args
+from tests.stages.grpo_cli import grpo_args
 
 STEPS = 30
 WARM_STEPS = 60
