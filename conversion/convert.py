@@ -32,9 +32,8 @@ from conversion.hf_io import (
     write_tokenizer,
 )
 from conversion.weights import iter_hf_weights, load_hf_weights
+from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.manager import (
-    STATE_FILE,
-    WEIGHTS_FILE,
     load_model_weights,
     model_sharded_state_dict,
     save_model_weights,

@@ -21,7 +21,8 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 from conversion.convert import build_for_conversion, model_parallel
 from conversion.hf_config import check_layout, read_hf_config
 from conversion.mapping import bare_model
-from conversion.weights import is_hf_dir, load_hf_weights
+from conversion.weights import load_hf_weights
+from nemo_recipes.checkpoint.files import is_hf_dir
 from nemo_recipes.checkpoint.manager import load_model_weights
 
 PROMPTS = (

@@ -22,7 +22,8 @@ import torch.distributed as dist
 from conversion.hf_config import ConversionError, read_hf_config
 from conversion.hf_io import check_hf_weights
 from conversion.mapping import EMBED_NAME, LM_HEAD_NAME, bare_model, bridge_for
-from nemo_recipes.checkpoint.manager import WEIGHTS_FILE, load_model_weights, save_model_weights
+from nemo_recipes.checkpoint.files import WEIGHTS_FILE, is_hf_dir
+from nemo_recipes.checkpoint.manager import load_model_weights, save_model_weights
 from nemo_recipes.config import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import transformer_config
 
@@ -71,11 +72,6 @@ def check_model_matches(model_chunks: list, hf: dict, source: Path) -> None:
             diffs.append(f"{name}: model {mine} vs {theirs}")
     if diffs:
         raise ConversionError(f"{source}: the model was built from another architecture: {'; '.join(diffs)}")
-
-
-def is_hf_dir(path: Path) -> bool:
-    """An HF model directory (config.json + safetensors), as opposed to one of our checkpoints."""
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
 def load_hf_weights(model_chunks: list, hf_dir: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -58,14 +59,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.reports:
         raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")
+    from nemo_recipes.config_loader import load_config
+    from nemo_recipes.training import preemption
+
+    preemption.install_handlers()  # first: a stop signal ends generation after a saved batch
     from eval.config import EvalConfig
     from eval.runner import run_eval
-    from nemo_recipes.config_loader import load_config
 
     cfg = load_config(EvalConfig, args.config, _overrides(args))
     model = Path(args.model)
     out = args.out or Path("eval_results") / model.name
-    report = run_eval(model, cfg, out, args.label, progress=not args.no_progress)
+    try:
+        report = run_eval(model, cfg, out, args.label, progress=not args.no_progress)
+    except preemption.Stopped as e:
+        print(f"redone eval: {e}; rerun the same command to finish", file=sys.stderr)
+        return 3
     for suite, result in report["suites"].items():
         score = result["score"]
         print(f"{suite:12s} {'-' if score is None else f'{score:.1f}'}  ({len(result['tasks'])} tasks)")

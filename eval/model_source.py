@@ -5,6 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def check_model_source(model: Path) -> None:
+    """`model` is an HF model directory or a complete checkpoint of ours (else a ConfigError)."""
+    from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE, is_checkpoint, is_hf_dir
+    from nemo_recipes.config_loader import ConfigError
+
+    model = Path(model)
+    if not (is_hf_dir(model) or is_checkpoint(model)):
+        raise ConfigError(
+            f"{model}: neither an HF model directory (config.json + weights) nor a complete checkpoint "
+            f"({STATE_FILE} or {WEIGHTS_FILE}); for a run, name runs/<run>/checkpoints/step_N"
+        )
+
+
 def hf_model_dir(
     model: Path, work_dir: Path, hf_config: str | None = None, tokenizer: str | None = None
 ) -> Path:
@@ -12,7 +25,7 @@ def hf_model_dir(
     to `work_dir/hf` once, reused by later runs (the export publishes atomically). `hf_config` and
     `tokenizer` name the architecture and tokenizer when the checkpoint's run does not record them."""
     from conversion.convert import checkpoint_dtype, mcore_to_hf
-    from conversion.weights import is_hf_dir
+    from nemo_recipes.checkpoint.files import is_hf_dir
 
     model = Path(model)
     if is_hf_dir(model):
@@ -21,3 +34,21 @@ def hf_model_dir(
     if not (out / "config.json").is_file():
         mcore_to_hf(model, out, hf_config, tokenizer, dtype=checkpoint_dtype(model))
     return out
+
+
+def context_budget(hf_dir: Path, max_prompt_tokens: int, max_response_tokens: int) -> tuple[int, int]:
+    """(engine max length, longest prompt allowed): prompt + response, bounded by the model's window."""
+    import json
+
+    from nemo_recipes.config_loader import ConfigError
+
+    max_len = max_prompt_tokens + max_response_tokens
+    config = json.loads((Path(hf_dir) / "config.json").read_text(encoding="utf-8"))
+    positions = config.get("max_position_embeddings")
+    if positions is not None and max_len > positions:
+        max_len = positions
+    if max_len - max_response_tokens < 1:
+        raise ConfigError(
+            f"max_response_tokens {max_response_tokens} leaves no room in the model's {max_len}"
+        )
+    return max_len, max_len - max_response_tokens

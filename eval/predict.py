@@ -19,6 +19,7 @@ from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.rl_config import SamplingConfig
 from nemo_recipes.rollout.engine import RolloutEngine
 from nemo_recipes.rollout.groups import sample_seed
+from nemo_recipes.training import preemption
 
 
 def item_key(prompt: Prompt) -> str:
@@ -68,7 +69,11 @@ def predict(
     seed: int,
     progress: bool = True,
 ) -> dict[str, str]:
-    """Responses for every prompt (key -> text), generating only those not already in `out`."""
+    """Responses for every prompt (key -> text), generating only those not already in `out`.
+
+    A stop signal (when the caller installed the handlers) ends it after the current batch is saved:
+    `preemption.Stopped`.
+    """
     check_unique(prompts)
     done = read_predictions(out)
     todo = [p for p in prompts if item_key(p) not in done]
@@ -90,5 +95,7 @@ def predict(
             f.flush()
             os.fsync(f.fileno())
             bar.update(len(batch))
+            if preemption.stop_requested() and start + batch_size < len(todo):
+                raise preemption.Stopped(f"stopped by a signal with {len(done)} of {len(prompts)} saved")
     bar.close()
     return {item_key(p): done[item_key(p)] for p in prompts}

@@ -50,13 +50,14 @@ def run_eval(
     """Evaluate `model` (an HF directory or our checkpoint); returns the report written under `out`."""
     from transformers import AutoTokenizer
 
-    from eval.model_source import hf_model_dir
+    from eval.model_source import check_model_source, context_budget, hf_model_dir
     from nemo_recipes.data.rl_prompts import load_prompts
     from nemo_recipes.rl_config import SamplingConfig
     from nemo_recipes.rollout.vllm_engine import VLLMEngine
     from nemo_recipes.tasks import load_task_table
 
     start = time.perf_counter()
+    check_model_source(model)
     claim_out_dir(out, model)
     table = load_task_table(cfg.task_table)
     unknown = [t for t in cfg.tasks if t not in table.names]
@@ -64,17 +65,7 @@ def run_eval(
         raise ConfigError(f"eval tasks {unknown} are not in the task table {cfg.task_table} ({table.names})")
     hf_dir = hf_model_dir(model, out, cfg.hf_config, cfg.tokenizer)
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    max_len = cfg.max_prompt_tokens + cfg.max_response_tokens
-    positions = json.loads((hf_dir / "config.json").read_text(encoding="utf-8")).get(
-        "max_position_embeddings"
-    )
-    if positions is not None and max_len > positions:  # the model's window bounds prompt + response
-        max_len = positions
-    max_prompt = max_len - cfg.max_response_tokens
-    if max_prompt < 1:
-        raise ConfigError(
-            f"max_response_tokens {cfg.max_response_tokens} leaves no room in the model's {max_len}"
-        )
+    max_len, max_prompt = context_budget(hf_dir, cfg.max_prompt_tokens, cfg.max_response_tokens)
     loaded = load_prompts(cfg.data, table, tokenizer, max_prompt, cfg.on_bad_record)
     prompts = [
         p

@@ -18,6 +18,7 @@ from eval import cli as eval_cli
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config_loader import ConfigError, load_config
 from nemo_recipes.launcher import relaunch_under_torchrun
+from nemo_recipes.pipeline_config import UNITS
 from nemo_recipes.training import preemption
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
@@ -53,6 +54,23 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
     from nemo_recipes.stages.grpo import run_grpo
 
     return 0 if run_grpo(cfg).completed else 3
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from nemo_recipes.pipeline import PipelineError, run_pipeline
+
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    try:
+        return run_pipeline(cfg, args.nproc, args.verbose, args.redo_from)
+    except PipelineError as e:
+        print(f"redone run: {e}", file=sys.stderr)
+        return 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from nemo_recipes.demo import run_demo
+
+    return run_demo(args.run_dir, args.verbose)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -105,6 +123,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "run": (
+        _cmd_run,
+        "the whole recipe: RL -> diagnosis -> targeted SFT with rehearsal -> RL -> report (resumable)",
+    ),
+    "demo": (_cmd_demo, "the CPU demo: a tiny base model, then the whole pipeline on the SNS demo data"),
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
     "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
     "diagnose": (_cmd_diagnose, "evaluate a model per task and name the weak tasks (diagnosis.json)"),
@@ -140,11 +163,24 @@ def main(argv: list[str] | None = None) -> int:
         if name == "eval":
             eval_cli.add_arguments(p)
             continue
+        if name == "demo":
+            p.set_defaults(nproc=1)
+            p.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where everything goes")
+            p.add_argument("-v", "--verbose", action="store_true", help="stream every stage's output")
+            continue
         _add_run_args(p)
+        if name == "run":
+            p.add_argument(
+                "--from", dest="redo_from", choices=UNITS, help="redo this unit and the ones after"
+            )
+            p.add_argument(
+                "-v", "--verbose", action="store_true", help="stream the units' output (not to log.txt)"
+            )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     args = parser.parse_args(argv)
-    if args.nproc > 1 and not any(v in os.environ for v in UNDER_LAUNCHER):
+    spawns_its_own = args.command in ("run", "demo")  # their training stages get --nproc themselves
+    if args.nproc > 1 and not spawns_its_own and not any(v in os.environ for v in UNDER_LAUNCHER):
         return relaunch_under_torchrun(sys.argv[1:], args.nproc)
     try:
         return COMMANDS[args.command][0](args)

@@ -14,6 +14,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from eval.config import EvalConfig
 from nemo_recipes.config_loader import ConfigError, StrictModel
+from nemo_recipes.pipeline_config import PipelineConfig
 from nemo_recipes.rl_config import (
     DynamicSamplingConfig,
     OverlongPenaltyConfig,
@@ -267,6 +268,10 @@ class DiagnosisConfig(StrictModel):
     """The model diagnosed (stage 1's checkpoint, or an HF directory)."""
     base_model: Path | None = None
     """The model before stage 1, for the regression rule (and the report)."""
+    model_report: Path | None = None
+    """An existing eval report (report.json or its directory) of `model`: used instead of evaluating."""
+    base_report: Path | None = None
+    """Likewise for `base_model`."""
     suites: list[Literal["sns", "translation", "general"]] = Field(
         default_factory=lambda: ["sns", "translation"], min_length=1
     )
@@ -332,6 +337,7 @@ class RunConfig(StrictModel):
     diagnosis: DiagnosisConfig = Field(default_factory=lambda: DiagnosisConfig(k_weakest=3))
     eval: EvalConfig = Field(default_factory=EvalConfig)
     sft_data: SFTDataConfig = Field(default_factory=SFTDataConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
 
 def hf_num_experts(hf: dict) -> int:

@@ -7,6 +7,8 @@ dotted key path, the value, and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
@@ -171,3 +173,9 @@ def load_config(schema: type[M], recipe: Path | None = None, overrides: list[str
 def dump_config(cfg: BaseModel, path: Path) -> None:
     """Write the resolved config (every field, defaults included) as YAML."""
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+
+
+def config_hash(cfg: BaseModel | dict) -> str:
+    """A short digest of a resolved config (every field, defaults included)."""
+    tree = cfg if isinstance(cfg, dict) else cfg.model_dump(mode="json")
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]

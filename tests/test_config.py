@@ -135,3 +135,24 @@ def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
     with pytest.raises(ConfigError, match=r"context_parallel_size 2: the GRPO stage does not support"):
         check_launch(cfg, 2, "grpo")
+
+
+def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:
+    cfg = load_config(RunConfig, Path(__file__).parents[1] / "nemo_recipes/recipes/redone_qwen3_4b.yaml")
+    grpo = cfg.grpo
+    assert (grpo.prompts_per_step, grpo.sampling.num_generations_per_prompt) == (1024, 16)
+    assert grpo.prompts_per_step // grpo.mini_batches_per_step == 256
+    assert (grpo.loss.clip_eps_low, grpo.loss.clip_eps_high, grpo.loss.kl_coef) == (0.2, 0.28, 0.0)
+    assert (grpo.sampling.max_response_tokens, grpo.overlong.buffer_tokens) == (8192, 4096)
+    assert (grpo.optimizer.lr, grpo.optimizer.lr_schedule, grpo.optimizer.warmup_steps) == (
+        5e-6,
+        "constant",
+        10,
+    )
+    assert (grpo.train_steps, grpo.optimizer.weight_decay) == (500, 0.1)
+    assert (cfg.sft.seq_length, cfg.sft.global_batch_size, cfg.sft.epochs) == (16384, 64, 2)
+    assert (cfg.sft.optimizer.lr, cfg.sft.optimizer.warmup_fraction) == (5e-6, 0.1)
+    assert cfg.sft_data.best_of_n == 8 and 0.05 < cfg.sft_data.rehearsal_ratio < 0.07
+    assert cfg.model.hf_config_dict()["tie_word_embeddings"]  # the known conversion trap, exercised
+    for stage in ("grpo", "sft"):
+        assert check_launch(cfg, world_size=32, stage=stage) == 16

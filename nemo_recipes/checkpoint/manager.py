@@ -25,11 +25,10 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 
+from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 from nemo_recipes.config import CheckpointConfig
-
-STATE_FILE = "trainer_state.json"
-WEIGHTS_FILE = "weights_info.json"
+from nemo_recipes.training import preemption
 
 
 @dataclass
@@ -143,7 +142,8 @@ def save_checkpoint(
 
     sharded = model_sharded_state_dict(model)
     sharded["optimizer"] = optimizer_sharded_state_dict(optimizer, sharded, ckpt_cfg.optimizer_format)
-    dist_checkpointing.save(sharded, str(partial))
+    with preemption.signals_held():  # a stop signal must not kill the writer's worker processes
+        dist_checkpointing.save(sharded, str(partial))
     torch.save(_rng_state(), _rng_file(partial))
     dist.barrier()
 

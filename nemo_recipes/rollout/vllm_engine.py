@@ -23,11 +23,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 from collections.abc import Iterable, Iterator, Sequence
-from multiprocessing import resource_tracker
 from pathlib import Path
 
+import psutil
 import torch
 import torch.distributed as dist
 from safetensors.torch import save as save_safetensors
@@ -35,7 +34,9 @@ from safetensors.torch import save as save_safetensors
 from conversion.hf_io import write_config, write_tokenizer
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.rl_config import RolloutEngineConfig, SamplingConfig
+from nemo_recipes.rollout import orphan_guard
 from nemo_recipes.rollout.engine import Completion
+from nemo_recipes.training import preemption
 
 REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
 DEFAULT_REFIT_CHUNK_BYTES = 512 << 20
@@ -97,27 +98,6 @@ def _visible_device_of_this_rank() -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = previous
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-
-@contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """Spawn the engine processes with SIGTERM / SIGUSR1 blocked (a mask survives fork and exec).
-
-    Slurm signals every process of a job step, the engine's included: unblocked, the engine would
-    die under the trainer, which needs it until it reaches the step boundary where it checkpoints. The
-    trainer shuts the engine down itself. In this process the signals are only held back while the
-    engine starts, then delivered to the trainer's handlers.
-    """
-    # multiprocessing's resource tracker unblocks SIGTERM in this thread when it starts: start it first.
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 class VLLMEngine:
     """A vLLM engine serving the trainer's current weights (one per data-parallel replica)."""
 
@@ -145,7 +125,10 @@ class VLLMEngine:
             )
         self._refit_chunk_bytes = refit_chunk_bytes
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
-        with _visible_device_of_this_rank(), _stop_signals_blocked():
+        children_before = {p.pid for p in psutil.Process().children()}
+        # Stop signals held: the engine must outlive a job-wide SIGTERM until the trainer reaches the
+        # step boundary where it checkpoints and shuts the engine down itself.
+        with _visible_device_of_this_rank(), preemption.signals_held():
             self._llm = vllm.LLM(
                 model=str(model_dir),
                 dtype=dtype,
@@ -163,6 +146,8 @@ class VLLMEngine:
                 enable_chunked_prefill=False if not torch.cuda.is_available() else None,
                 worker_extension_cls=REFIT_EXTENSION,
             )
+            engine_pids = [p.pid for p in psutil.Process().children() if p.pid not in children_before]
+            self._guard = orphan_guard.guard(engine_pids)
 
     @classmethod
     def start(cls, cfg: RunConfig, work_dir: Path) -> VLLMEngine:
@@ -227,6 +212,8 @@ class VLLMEngine:
         """Stop the engine processes."""
         self._llm.llm_engine.engine_core.shutdown()
         del self._llm
+        self._guard.kill()  # the engine is gone; its watcher ignores stop signals
+        self._guard.wait()
 
 
 def _completion(output) -> Completion:

@@ -47,7 +47,7 @@ def rehearsal(
     """`count` general prompts answered best-of-n by the rehearsal model: (chat records, stats)."""
     from transformers import AutoTokenizer
 
-    from eval.model_source import hf_model_dir
+    from eval.model_source import check_model_source, context_budget, hf_model_dir
     from eval.predict import item_key
     from eval.runner import claim_out_dir
     from nemo_recipes.data.rl_prompts import load_prompts
@@ -60,10 +60,12 @@ def rehearsal(
         raise ConfigError(
             "sft_data.rehearsal_ratio > 0 needs sft_data.rehearsal_model (stage 1's checkpoint)"
         )
+    check_model_source(cfg.rehearsal_model)
     claim_out_dir(work_dir, cfg.rehearsal_model)  # an export of another model is never reused
     hf_dir = hf_model_dir(cfg.rehearsal_model, work_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    prompts = load_prompts(cfg.general_data, table, tokenizer, cfg.max_prompt_tokens, "raise").prompts
+    max_len, max_prompt = context_budget(hf_dir, cfg.max_prompt_tokens, cfg.max_response_tokens)
+    prompts = load_prompts(cfg.general_data, table, tokenizer, max_prompt, "raise").prompts
     prompts = [p for p in prompts if table.spec(p.record.task).capability == "general"]
     if not prompts:
         raise ConfigError(
@@ -75,9 +77,7 @@ def rehearsal(
         temperature=cfg.temperature,
         max_response_tokens=cfg.max_response_tokens,
     )
-    engine = VLLMEngine(
-        hf_dir, "auto", cfg.engine, cfg.max_prompt_tokens + cfg.max_response_tokens, seed, load_weights=True
-    )
+    engine = VLLMEngine(hf_dir, "auto", cfg.engine, max_len, seed, load_weights=True)
     try:
         seeds = [sample_seed(seed, item_key(p)) for p in drawn]
         outputs = engine.generate([p.token_ids for p in drawn], sampling, seeds)

@@ -126,21 +126,40 @@ def write_diagnosis(
     return path
 
 
-def run_diagnose(cfg: RunConfig) -> Path:
-    """Evaluate the diagnosed (and base) model, apply the rule, write the diagnosis; returns its JSON."""
+def _report(model: Path, report: Path | None, cfg: RunConfig, out: Path, label: str) -> dict:
+    """`model`'s eval report: the given one, or a fresh evaluation under `out`."""
+    if report is not None:
+        from eval.report import load_report
+
+        try:
+            return load_report(report)
+        except FileNotFoundError as e:
+            raise ConfigError(f"diagnosis.{label}_report: {e}") from e
     from eval.runner import run_eval
 
+    return run_eval(model, cfg.eval, out, label=label)
+
+
+def run_diagnose(cfg: RunConfig) -> Path:
+    """Evaluate the diagnosed (and base) model, apply the rule, write the diagnosis; returns its JSON."""
     diag = cfg.diagnosis
     if diag.model is None:
         raise ConfigError("diagnosis.model is not set: the checkpoint (or HF directory) to diagnose")
+    if diag.base_report is not None and diag.base_model is None:
+        raise ConfigError("diagnosis.base_report is set but diagnosis.base_model is not")
     out = cfg.run_dir / "diagnosis"
-    report = run_eval(diag.model, cfg.eval, out / "eval_model", label="model")
+    report = _report(diag.model, diag.model_report, cfg, out / "eval_model", "model")
     base_report = None
     if diag.base_model is not None:
-        base_report = run_eval(diag.base_model, cfg.eval, out / "eval_base", label="base")
+        base_report = _report(diag.base_model, diag.base_report, cfg, out / "eval_base", "base")
     scores = task_scores(report, diag.suites)
     if not scores:
         raise ConfigError(f"the evaluation has no task of suites {diag.suites}: nothing to diagnose")
     base = task_scores(base_report, diag.suites) if base_report else None
-    sources = {"model": str(diag.model), "base_model": str(diag.base_model) if diag.base_model else None}
+    sources = {
+        "model": str(diag.model),
+        "base_model": str(diag.base_model) if diag.base_model else None,
+        "model_report": str(diag.model_report) if diag.model_report else None,
+        "base_report": str(diag.base_report) if diag.base_report else None,
+    }
     return write_diagnosis(out, diagnose(scores, base, diag), diag, sources)

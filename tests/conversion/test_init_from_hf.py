@@ -8,7 +8,7 @@ import torch
 
 from conversion.hf_io import read_hf_tensors
 from conversion.weights import IMPORT_SOURCE_FILE
-from nemo_recipes.checkpoint.manager import WEIGHTS_FILE
+from nemo_recipes.checkpoint.files import WEIGHTS_FILE
 from tests.conftest import run_cli
 
 SOURCE = "tiny-qwen3-float32"  # the architecture of sft_tiny.yaml

@@ -1,0 +1,104 @@
+"""`redone demo`: the whole recipe on CPU in minutes, from nothing but the shipped data.
+
+1. A tokenizer trained on the shipped chat and SNS training data (`run_dir/tokenizer`).
+2. A tiny base model: a short warm-up SFT from random weights on the shipped data as chat
+   (`run_dir/base`, recipe `demo_base.yaml`), so that RL finds rewards to work with: it stands in for
+   the instruction-tuned general model the paper starts from.
+3. The pipeline (`demo.yaml`): stage 1 RL, diagnosis, stage 2 data and SFT, stage 3 RL, the report.
+Every step resumes: run the command again after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from nemo_recipes.child_process import STOPPED, ChildRunner
+from nemo_recipes.config import RunConfig, resolve_asset
+from nemo_recipes.config_loader import load_config
+from nemo_recipes.pipeline import run_pipeline
+from nemo_recipes.tasks import load_task_table, read_task_records
+
+RECIPES = Path(__file__).parent / "recipes"
+SNS_TRAIN = "sns_demo/train.jsonl"
+
+
+def write_warmup_data(out: Path) -> Path:
+    """The SNS demo training records as chat records (prompt template applied), once."""
+    if out.is_file():
+        return out
+    table = load_task_table("sns_demo")
+    records = read_task_records(resolve_asset(SNS_TRAIN, "data"), table).records
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(
+        "".join(
+            r.to_chat(table.spec(r.task).prompt_template).model_dump_json(exclude_none=True) + "\n"
+            for r in records
+        ),
+        encoding="utf-8",
+    )
+    tmp.replace(out)
+    return out
+
+
+def build_demo_tokenizer(corpus: list[Path], out: Path) -> Path:
+    from nemo_recipes.tokenizer.build import build_tokenizer
+
+    if not (out / "tokenizer.json").is_file():
+        build_tokenizer(corpus, out)
+    return out
+
+
+def warm_up_base(run_dir: Path, tokenizer: Path, warmup: Path, verbose: bool) -> Path:
+    """The base model: `redone sft demo_base.yaml` (resumes; a finished run only reloads its last step)."""
+    base = run_dir / "base"
+    base.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nemo_recipes.cli",
+        "sft",
+        str(RECIPES / "demo_base.yaml"),
+        "--set",
+        f"run_dir={base}",
+        "--set",
+        f"model.tokenizer={tokenizer}",
+        "--set",
+        f"sft.train_data=[{warmup},toy_chat/train.jsonl]",
+    ]
+    print(f"[demo] base model: warm-up SFT (log: {base / 'log.txt'})", flush=True)
+    code = ChildRunner(verbose).run(cmd, base / "log.txt")
+    if code != 0:
+        raise SystemExit(
+            code if code == STOPPED else f"[demo] the warm-up SFT failed ({code}): see {base / 'log.txt'}"
+        )
+    pointer = base / "checkpoints" / "latest"
+    return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+
+
+def summary_table(run_dir: Path) -> str:
+    """Suite scores per stage, as printed at the end."""
+    summary = json.loads((run_dir / "final" / "summary.json").read_text(encoding="utf-8"))
+    labels = list(next(iter(summary["suites"].values())))
+    lines = [f"{'':14s}" + "".join(f"{label:>12s}" for label in labels)]
+    for suite, by_stage in summary["suites"].items():
+        lines.append(f"{suite:14s}" + "".join(f"{by_stage[label] or 0.0:12.1f}" for label in labels))
+    return "\n".join(lines)
+
+
+def run_demo(run_dir: Path, verbose: bool = False) -> int:
+    run_dir = run_dir.resolve()
+    warmup = write_warmup_data(run_dir / "data" / "sns_demo_chat.jsonl")
+    tokenizer = build_demo_tokenizer(
+        [warmup, resolve_asset("toy_chat/train.jsonl", "data")], run_dir / "tokenizer"
+    )
+    base = warm_up_base(run_dir, tokenizer, warmup, verbose)
+    overrides = [f"run_dir={run_dir / 'pipeline'}", f"model.init_from={base}", f"model.tokenizer={tokenizer}"]
+    cfg = load_config(RunConfig, RECIPES / "demo.yaml", overrides)
+    code = run_pipeline(cfg, verbose=verbose)
+    if code == 0:
+        report = run_dir / "pipeline" / "final" / "report.md"
+        print(f"\n{summary_table(run_dir / 'pipeline')}\n\nreport: {report}")
+    return code

@@ -1,0 +1,414 @@
+"""`redone run`: the recipe's stages in order, each a unit with its own directory and manifest.
+
+base_eval -> stage1_grpo -> diagnosis -> sft_data -> stage2_sft -> stage3_grpo -> final.
+
+A unit writes the config it runs with (`stage.yaml`, `eval.yaml`: rerun any of them alone with
+`redone grpo|sft|diagnose|build-sft-data|eval`), runs its commands as child processes (output in
+`log.txt`) and writes `manifest.json` last. A unit with a manifest is finished and skipped; one
+without resumes: training from its latest checkpoint, evaluation from its saved predictions. A unit
+whose config changed since it ran is an error naming the keys (`--from UNIT` redoes it and what
+follows). A stop signal is passed on to the running child, which checkpoints; the pipeline then
+exits 3 and the same command resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nemo_recipes.child_process import STOPPED, ChildRunner
+from nemo_recipes.config import RunConfig, resolve_asset
+from nemo_recipes.config_loader import ConfigError, config_hash
+from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
+from nemo_recipes.manifest import changed_keys, file_digest, read_manifest, write_manifest
+from nemo_recipes.metrics import summarize_metrics
+from nemo_recipes.pipeline_config import UNITS
+from nemo_recipes.pipeline_report import STAGE_LABELS, write_final_report
+from nemo_recipes.tasks import load_task_table
+
+
+class PipelineError(RuntimeError):
+    """A unit's command failed (the message names the unit and its log)."""
+
+
+@dataclass
+class Command:
+    """One child process: `redone ARGV`, the argv made when the command is due (None: nothing to do)."""
+
+    argv: Callable[[], list[str] | None]
+    training: bool = False
+    """Training commands run under `pipeline.launcher` or with `--nproc`."""
+
+
+@dataclass
+class Plan:
+    """What a unit runs: its config files, its commands, how to read its outputs."""
+
+    files: dict[str, Any]
+    """File name in the unit directory -> content (YAML for .yaml, else JSON); hashed into the manifest."""
+    commands: list[Command]
+    parent_checkpoint: Path | None
+    data: list[str] = field(default_factory=list)
+    outputs: Callable[[], dict[str, Any]] = dict
+    """Outputs and metrics summary, read after the commands ran."""
+
+
+@dataclass
+class Pipeline:
+    cfg: RunConfig
+    root: Path
+    nproc: int = 1
+    verbose: bool = False
+    children: ChildRunner = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.children = ChildRunner(self.verbose)
+
+    def dir(self, unit: str) -> Path:
+        return self.root / unit
+
+    def output(self, unit: str, key: str) -> Any:
+        manifest = read_manifest(self.dir(unit))
+        if manifest is None:
+            raise PipelineError(f"{unit} has not finished (no {self.dir(unit) / 'manifest.json'})")
+        return manifest["outputs"][key]
+
+    def checkpoint(self, unit: str) -> Path:
+        return Path(self.output(unit, "checkpoint"))
+
+    # -- units ------------------------------------------------------------------------------------
+
+    def eval_config(self) -> dict:
+        ev = self.cfg.eval.model_dump(mode="json")
+        ev["hf_config"] = ev["hf_config"] or self.cfg.model.hf_config  # a bare checkpoint records neither
+        ev["tokenizer"] = ev["tokenizer"] or self.cfg.model.tokenizer
+        return ev
+
+    def eval_command(self, unit: str, model: Callable[[], Path]) -> Command:
+        out = self.dir(unit)
+        return Command(
+            lambda: [
+                *("eval", str(model()), "--config", str(out / "eval.yaml"), "--out", str(out / "eval")),
+                *("--label", STAGE_LABELS[unit], "--no-progress"),
+            ]
+        )
+
+    def stage_config(self, run_dir: Path, **updates: Any) -> dict:
+        """The run config of one unit: the recipe with the unit's run_dir and `updates` (dotted keys)."""
+        tree = self.cfg.model_dump(mode="json")
+        tree["run_dir"] = str(run_dir)
+        for dotted, value in updates.items():
+            node = tree
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        return RunConfig.model_validate(tree).model_dump(mode="json")
+
+    def plan_base_eval(self) -> Plan:
+        base = Path(self.cfg.model.init_from)
+        return Plan(
+            {"eval.yaml": self.eval_config()},
+            [self.eval_command("base_eval", lambda: base)],
+            base,
+            self.cfg.eval.data,
+            lambda: {"checkpoint": str(base), **self.eval_outputs("base_eval")},
+        )
+
+    def plan_training(self, unit: str, command: str, parent: Path, data: list[str], **updates) -> Plan:
+        out = self.dir(unit)
+        stage = self.stage_config(out, **{"model.init_from": str(parent), **updates})
+        return Plan(
+            {"stage.yaml": stage, "eval.yaml": self.eval_config()},
+            [
+                Command(lambda: [command, str(out / "stage.yaml")], training=True),
+                self.eval_command(unit, lambda: self.final_checkpoint(unit)),
+            ],
+            parent,
+            data,
+            lambda: {
+                "checkpoint": str(self.final_checkpoint(unit)),
+                **self.eval_outputs(unit),
+                "training": summarize_metrics(out / "metrics.jsonl"),
+            },
+        )
+
+    def final_checkpoint(self, unit: str) -> Path:
+        pointer = self.dir(unit) / "checkpoints" / "latest"
+        return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+
+    def eval_outputs(self, unit: str) -> dict:
+        report = json.loads((self.dir(unit) / "eval" / "report.json").read_text(encoding="utf-8"))
+        scores = {suite: result["score"] for suite, result in report["suites"].items()}
+        return {"eval_report": str(self.dir(unit) / "eval" / "report.json"), "scores": scores}
+
+    def plan_stage1_grpo(self) -> Plan:
+        base = self.checkpoint("base_eval")
+        return self.plan_training("stage1_grpo", "grpo", base, self.cfg.grpo.train_data)
+
+    def plan_diagnosis(self) -> Plan:
+        stage = self.stage_config(
+            self.root,
+            **{
+                "diagnosis.model": str(self.checkpoint("stage1_grpo")),
+                "diagnosis.base_model": str(self.checkpoint("base_eval")),
+                "diagnosis.model_report": self.output("stage1_grpo", "eval_report"),
+                "diagnosis.base_report": self.output("base_eval", "eval_report"),
+            },
+        )
+        diagnosis = self.dir("diagnosis") / "diagnosis.json"
+
+        def outputs() -> dict:
+            selected = json.loads(diagnosis.read_text(encoding="utf-8"))["selected"]
+            return {
+                "checkpoint": str(self.checkpoint("stage1_grpo")),
+                "diagnosis": str(diagnosis),
+                "selected": selected,
+            }
+
+        return Plan(
+            {"stage.yaml": stage},
+            [Command(lambda: ["diagnose", str(self.dir("diagnosis") / "stage.yaml")])],
+            self.checkpoint("stage1_grpo"),
+            [],
+            outputs,
+        )
+
+    def plan_sft_data(self) -> Plan:
+        stage1 = self.checkpoint("stage1_grpo")
+        stage = self.stage_config(
+            self.root,
+            **{
+                "sft_data.diagnosis": self.output("diagnosis", "diagnosis"),
+                "sft_data.rehearsal_model": str(stage1),
+            },
+        )
+        out = self.dir("sft_data")
+
+        def outputs() -> dict:
+            stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+            return {
+                "checkpoint": str(stage1),
+                "train": str(out / "train.jsonl"),
+                "train_sha256": file_digest(out / "train.jsonl"),
+                "stats": stats,
+            }
+
+        data = self.cfg.sft_data.sns_data + self.cfg.sft_data.general_data
+        return Plan(
+            {"stage.yaml": stage},
+            [Command(lambda: ["build-sft-data", str(out / "stage.yaml")])],
+            stage1,
+            data,
+            outputs,
+        )
+
+    def plan_stage2_sft(self) -> Plan:
+        train = self.output("sft_data", "train")
+        return self.plan_training(
+            "stage2_sft", "sft", self.checkpoint("stage1_grpo"), [train], **{"sft.train_data": [train]}
+        )
+
+    def plan_stage3_grpo(self) -> Plan:
+        refine = self.cfg.pipeline.refine
+        weights = self.stage3_weights()
+        data = refine.train_data or self.cfg.grpo.train_data
+        plan = self.plan_training(
+            "stage3_grpo",
+            "grpo",
+            self.checkpoint("stage2_sft"),
+            data,
+            **{
+                "grpo.train_steps": refine.train_steps or self.cfg.grpo.train_steps,
+                "grpo.train_data": data,
+                "grpo.task_weights": {t: w["weight"] for t, w in weights.items()},
+            },
+        )
+        plan.files["task_weights.json"] = weights
+        return plan
+
+    def stage3_weights(self) -> dict[str, dict]:
+        """Stage 3's task weights, tilted toward what the diagnosis and stage 1's pass rates call hard."""
+        grpo = self.cfg.grpo
+        table = load_task_table(grpo.task_table)
+        base = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in table.names}
+        rates = late_pass_rates(
+            self.dir("stage1_grpo") / "metrics.jsonl", self.cfg.pipeline.refine.pass_rate_window_steps
+        )
+        selected = self.output("diagnosis", "selected")
+        weights = hard_task_weights(table.names, base, selected, rates, self.cfg.pipeline.refine)
+        return {t: w.__dict__ for t, w in weights.items()}
+
+    def plan_final(self) -> Plan:
+        stage3 = self.checkpoint("stage3_grpo")
+        hf = self.dir("final") / "hf"
+
+        def export() -> list[str] | None:
+            if not self.cfg.pipeline.export_hf or (hf / "config.json").is_file():  # published atomically
+                return None
+            return ["convert", "mcore-to-hf", str(stage3), str(hf), "--dtype", self.cfg.model.dtype]
+
+        commands = [Command(export)]
+
+        def outputs() -> dict:
+            report = write_final_report(self.root, self.dir("final"))
+            return {
+                "checkpoint": str(stage3),
+                "hf_dir": str(hf) if self.cfg.pipeline.export_hf else None,
+                "report": str(report),
+            }
+
+        return Plan({}, commands, stage3, [], outputs)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def plan(self, unit: str) -> Plan:
+        return getattr(self, f"plan_{unit}")()
+
+    def run(self, redo_from: str | None = None) -> int:
+        """Run every unfinished unit in order; 0 when done, STOPPED after a stop signal."""
+        if redo_from is not None:
+            self.set_aside(redo_from)
+        parent_manifest = None
+        for unit in UNITS:
+            finished = read_manifest(self.dir(unit))
+            plan = self.plan(unit)
+            digest = config_hash(plan.files)
+            if finished is not None:
+                self.check_unchanged(unit, finished["config_hash"], plan, digest)
+                self.say(f"{unit}: finished earlier, skipped")
+            else:
+                attempted = self.recorded_files(unit)
+                self.check_unchanged(unit, attempted and attempted["config_hash"], plan, digest)
+                if self.run_unit(unit, plan, digest, parent_manifest) == STOPPED:
+                    self.say(
+                        f"{unit}: stopped by signal {self.children.stopped[0]}; the same command resumes"
+                    )
+                    return STOPPED
+            parent_manifest = unit
+            if unit == self.cfg.pipeline.stop_after:
+                self.say(f"stopped after {unit} (pipeline.stop_after)")
+                break
+        return 0
+
+    def recorded_files(self, unit: str) -> dict | None:
+        """The config files an interrupted attempt of `unit` wrote, as a pseudo-manifest (or None)."""
+        recorded = self.dir(unit) / "plan.json"
+        return json.loads(recorded.read_text(encoding="utf-8")) if recorded.is_file() else None
+
+    def check_unchanged(self, unit: str, recorded_hash: str | None, plan: Plan, digest: str) -> None:
+        """The unit ran (or started) with `recorded_hash`: it must be what it would run with now."""
+        if recorded_hash is None or recorded_hash == digest:
+            return
+        recorded = self.recorded_files(unit)
+        keys = changed_keys(recorded["files"], plan.files) if recorded else ["(config files missing)"]
+        raise ConfigError(
+            f"{unit}: its config changed since it ran ({', '.join(keys[:12])}); "
+            f"rerun with `--from {unit}` to redo it and the units after it"
+        )
+
+    def run_unit(self, unit: str, plan: Plan, digest: str, parent: str | None) -> int:
+        out = self.dir(unit)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in plan.files.items():
+            text = (
+                yaml.safe_dump(content, sort_keys=False)
+                if name.endswith(".yaml")
+                else json.dumps(content, indent=2)
+            )
+            (out / name).write_text(text, encoding="utf-8")
+        (out / "plan.json").write_text(
+            json.dumps({"config_hash": digest, "files": plan.files}), encoding="utf-8"
+        )
+        started, clock = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
+        self.say(f"{unit}: running (log: {out / 'log.txt'})")
+        with open(out / "log.txt", "a", encoding="utf-8") as log:
+            log.write(f"{ATTEMPT_MARK} {started}\n")
+        commands = []
+        for command in plan.commands:
+            argv = command.argv()
+            if argv is None:
+                continue
+            commands.append(argv)
+            code = self.children.run(self.child_command(argv, command.training), out / "log.txt")
+            if self.children.stopped:
+                return STOPPED
+            if code != 0:
+                raise PipelineError(f"{unit}: `redone {' '.join(argv)}` exited {code}; see {out / 'log.txt'}")
+        parent_dir = self.dir(parent) if parent else None
+        manifest = {
+            "unit": unit,
+            "commands": [["redone", *argv] for argv in commands],
+            "config_hash": digest,
+            "config_files": sorted(plan.files),
+            "data": {name: file_digest(resolve_asset(name, "data")) for name in plan.data},
+            "parent": parent,
+            "parent_manifest_sha256": file_digest(parent_dir / "manifest.json") if parent_dir else None,
+            "parent_checkpoint": str(plan.parent_checkpoint) if plan.parent_checkpoint else None,
+            "outputs": plan.outputs(),
+            "started": started,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - clock, 1),
+            "attempts": self.count_attempt(out),
+            "processes": self.nproc,
+        }
+        write_manifest(out, manifest)
+        self.say(f"{unit}: done in {manifest['seconds']:.0f} s{_scores(manifest['outputs'])}")
+        return 0
+
+    @staticmethod
+    def count_attempt(out: Path) -> int:
+        """Attempts at a unit: this one plus the interrupted ones before it (counted in log.txt)."""
+        log = out / "log.txt"
+        return log.read_text(encoding="utf-8", errors="replace").count(ATTEMPT_MARK) if log.exists() else 1
+
+    def child_command(self, argv: list[str], training: bool) -> list[str]:
+        base = [sys.executable, "-m", "nemo_recipes.cli", *argv]
+        if training and self.cfg.pipeline.launcher:
+            return [*self.cfg.pipeline.launcher, *base]
+        if training and self.nproc > 1:
+            return [*base, "--nproc", str(self.nproc)]
+        return base
+
+    def set_aside(self, unit: str) -> None:
+        """Move `unit`'s directory and those after it to run_dir/replaced/<time>/ (nothing is deleted)."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        for name in UNITS[UNITS.index(unit) :]:
+            if self.dir(name).exists():
+                dest = self.root / "replaced" / stamp / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(self.dir(name)), dest)
+                self.say(f"{name}: set aside in {dest}")
+
+    def say(self, text: str) -> None:
+        print(f"[run] {text}", flush=True)
+
+
+ATTEMPT_MARK = "=== redone run:"
+
+
+def _scores(outputs: dict) -> str:
+    scores = outputs.get("scores")
+    if not scores:
+        return ""
+    return " (" + ", ".join(f"{s} {v:.1f}" for s, v in scores.items() if v is not None) + ")"
+
+
+def run_pipeline(cfg: RunConfig, nproc: int = 1, verbose: bool = False, redo_from: str | None = None) -> int:
+    """Check the recipe, then run (or resume) the pipeline it describes; returns the exit code."""
+    from nemo_recipes.preflight import preflight
+
+    preflight(cfg, nproc)
+    root = cfg.run_dir.resolve()
+    cfg = cfg.model_copy(deep=True, update={"run_dir": root})
+    cfg.model.init_from = cfg.model.init_from.resolve()  # stage configs name it from any directory
+    return Pipeline(cfg, root, nproc, verbose).run(redo_from)

@@ -1,0 +1,53 @@
+"""The pipeline's own config (`redone run`): which stages, how stage 3 weighs hard tasks. Torch-free.
+
+Stages 1 and 3 take their RL settings from the `grpo` section (the paper runs both with the same DAPO
+settings), stage 2 from `sft`, the diagnosis from `diagnosis`, stage 2's data from `sft_data`, every
+evaluation from `eval`; this section holds only what belongs to the pipeline itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from nemo_recipes.config_loader import StrictModel
+
+UnitName = Literal["base_eval", "stage1_grpo", "diagnosis", "sft_data", "stage2_sft", "stage3_grpo", "final"]
+UNITS: tuple[UnitName, ...] = (
+    "base_eval",
+    "stage1_grpo",
+    "diagnosis",
+    "sft_data",
+    "stage2_sft",
+    "stage3_grpo",
+    "final",
+)
+"""The pipeline's units in order; each leaves `run_dir/<unit>/manifest.json` when it finishes."""
+
+
+class RefineConfig(StrictModel):
+    """Stage 3 (refinement RL): stage 1's settings, its own length and data, weighted to hard tasks."""
+
+    train_steps: PositiveInt | None = None
+    """Stage 3's RL steps (null: grpo.train_steps)."""
+    train_data: list[str] | None = None
+    """Task records for stage 3 (null: grpo.train_data), SNS and general."""
+    diagnosed_task_weight: PositiveFloat = 2.0
+    """Sampling weight factor of the tasks the diagnosis selected."""
+    pass_rate_boost: float = Field(1.0, ge=0.0)
+    """Weight factor 1 + boost x (1 - pass rate) per task, from stage 1's last `pass_rate_window_steps`."""
+    pass_rate_window_steps: PositiveInt = 10
+
+
+class PipelineConfig(StrictModel):
+    """`redone run`: base model (model.init_from) -> RL -> diagnosis -> SFT data -> SFT -> RL -> report."""
+
+    stop_after: UnitName | None = None
+    """Stop after this unit (null: run them all)."""
+    launcher: list[str] = Field(default_factory=list)
+    """Prefix of the training stages' commands, e.g. [srun, --kill-on-bad-exit=1] inside an allocation
+    (empty: a local process, or torchrun with `redone run --nproc N`)."""
+    export_hf: bool = True
+    """Write the final model as an HF directory (run_dir/final/hf)."""
+    refine: RefineConfig = Field(default_factory=RefineConfig)

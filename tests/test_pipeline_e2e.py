@@ -1,0 +1,170 @@
+"""`redone run` end to end on the tiny recipe: the artefacts, their consistency, stops and resumes.
+
+The default test interrupts the run twice (SIGTERM to the pipeline in stage 1, SIGKILL to every
+process in stage 2), completes it and checks what it left. The slow test kills it inside every unit
+and at every boundary, and compares the final report and every prediction with an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nemo_recipes.data.sft_selection import rehearsal_count
+from nemo_recipes.manifest import file_digest, read_manifest
+from nemo_recipes.pipeline_config import UNITS
+from nemo_recipes.tasks import load_task_table
+from tests.conftest import REPO, run_cli, signal_tree, start_cli, wait_until
+
+RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
+EVALUATED = ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo")
+
+
+@pytest.fixture(scope="module")
+def small_eval(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three held-out records per task: the suites stay whole, the evaluations short."""
+    out = tmp_path_factory.mktemp("eval") / "test_small.jsonl"
+    seen: dict[str, int] = {}
+    lines = []
+    for line in (REPO / "nemo_recipes/assets/data/sns_demo/test.jsonl").read_text().splitlines():
+        task = json.loads(line)["task"]
+        seen[task] = seen.get(task, 0) + 1
+        if seen[task] <= 3:
+            lines.append(line)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def pipeline_args(run_dir: Path, base: Path, eval_data: Path) -> list[str]:
+    sets = [f"run_dir={run_dir}", f"model.init_from={base}", f"eval.data=[{eval_data}]"]
+    return ["run", str(RECIPE), *(a for s in sets for a in ("--set", s))]
+
+
+def stop_when(args: list[str], ready: Callable[[], bool], what: str, sig: int) -> int:
+    """Start the pipeline, wait for `ready`, send `sig` (TERM: to the pipeline process only, which
+    passes it on; KILL: to every process), return the exit code."""
+    proc = start_cli(args)
+    wait_until(proc, ready, what, timeout=900)
+    if sig == signal.SIGKILL:
+        signal_tree(proc, sig)
+    else:
+        proc.send_signal(sig)
+    return proc.wait(timeout=600)
+
+
+def check_artefacts(run_dir: Path) -> None:
+    manifests = {unit: read_manifest(run_dir / unit) for unit in UNITS}
+    assert all(manifests.values()), {u: m is None for u, m in manifests.items()}
+    for previous, unit in itertools.pairwise(UNITS):  # the chain
+        assert manifests[unit]["parent"] == previous
+        assert manifests[unit]["parent_manifest_sha256"] == file_digest(run_dir / previous / "manifest.json")
+    for parent, child in (
+        ("base_eval", "stage1_grpo"),
+        ("stage1_grpo", "stage2_sft"),
+        ("stage2_sft", "stage3_grpo"),
+    ):
+        assert manifests[child]["parent_checkpoint"] == manifests[parent]["outputs"]["checkpoint"]
+        stage = (run_dir / child / "stage.yaml").read_text()
+        assert f"init_from: {manifests[parent]['outputs']['checkpoint']}" in stage
+    for unit in ("stage1_grpo", "stage2_sft", "stage3_grpo"):
+        assert manifests[unit]["outputs"]["training"]["steps"] == 2
+
+    # The diagnosis selected the three weakest in-domain tasks of stage 1's own report.
+    report = json.loads((run_dir / "stage1_grpo/eval/report.json").read_text())
+    scores = {t: r["score"] for s in ("sns", "translation") for t, r in report["suites"][s]["tasks"].items()}
+    weakest = sorted(scores, key=lambda t: (scores[t], t))[:3]
+    diagnosis = json.loads((run_dir / "diagnosis/diagnosis.json").read_text())
+    assert diagnosis["selected"] == sorted(weakest) == manifests["diagnosis"]["outputs"]["selected"]
+
+    # Stage 2's data: only the selected tasks, plus general rehearsal at the configured 25 %.
+    table = load_task_table("sns_demo")
+    rows = [json.loads(line) for line in (run_dir / "sft_data/train.jsonl").read_text().splitlines()]
+    rehearsal = [r for r in rows if (r.get("meta") or {}).get("rehearsal")]
+    targeted = [r for r in rows if r not in rehearsal]
+    assert {r["task"] for r in targeted} <= set(diagnosis["selected"]) and targeted
+    assert all(table.spec(r["task"]).capability == "general" for r in rehearsal)
+    assert len(rehearsal) == rehearsal_count(len(targeted), 0.25) > 0
+    assert f"- {run_dir / 'sft_data/train.jsonl'}" in (run_dir / "stage2_sft/stage.yaml").read_text()
+
+    # Stage 3 weighs the diagnosed tasks up, and trains with those weights.
+    weights = json.loads((run_dir / "stage3_grpo/task_weights.json").read_text())
+    for task in diagnosis["selected"]:
+        assert weights[task]["diagnosed"] and weights[task]["weight"] >= 2.0 * weights[task]["base_weight"]
+    stage3 = (run_dir / "stage3_grpo/stage.yaml").read_text()
+    assert all(f"{t}: {w['weight']}" in stage3 for t, w in weights.items())
+
+    final = run_dir / "final"
+    for name in ("report.md", "comparison.md", "seesaw.png", "tasks.png", "hf/config.json"):
+        assert (final / name).is_file(), name
+    summary = json.loads((final / "summary.json").read_text())
+    assert list(summary["suites"]["sns"]) == ["base", "stage1 RL", "stage2 SFT", "stage3 RL"]
+    assert set(summary["tasks"]) == set(table.names)
+
+
+def test_pipeline_stops_resumes_and_leaves_consistent_artefacts(
+    tmp_path: Path, init_ckpt: Path, small_eval: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    args = pipeline_args(run_dir, init_ckpt, small_eval)
+    stage1_ckpt = run_dir / "stage1_grpo/checkpoints/latest"
+    assert stop_when(args, stage1_ckpt.exists, "stage 1's first checkpoint", signal.SIGTERM) == 3
+    assert read_manifest(run_dir / "base_eval") and not read_manifest(run_dir / "stage1_grpo")
+    stage2_ckpt = run_dir / "stage2_sft/checkpoints/latest"
+    stop_when(args, stage2_ckpt.exists, "stage 2's first checkpoint", signal.SIGKILL)
+    run_cli(args, timeout=1800)
+
+    check_artefacts(run_dir)
+    assert read_manifest(run_dir / "stage1_grpo")["attempts"] == 2
+    assert read_manifest(run_dir / "stage2_sft")["attempts"] == 2
+
+    again = run_cli(args, timeout=300)
+    assert again.stdout.count("finished earlier, skipped") == len(UNITS)
+    changed = run_cli([*args, "--set", "grpo.train_steps=3"], check=False, timeout=300)
+    assert changed.returncode == 2
+    assert "stage1_grpo: its config changed" in changed.stderr and "grpo.train_steps" in changed.stderr
+
+
+def predictions(run_dir: Path) -> dict[str, dict[str, str]]:
+    out = {}
+    for unit in EVALUATED:
+        lines = (run_dir / unit / "eval/predictions.jsonl").read_text().splitlines()
+        out[unit] = {r["key"]: r["response"] for r in map(json.loads, lines)}
+    return out
+
+
+@pytest.mark.slow
+def test_killed_in_every_unit_and_at_every_boundary_equals_an_uninterrupted_run(
+    tmp_path: Path, init_ckpt: Path, small_eval: Path
+) -> None:
+    reference = tmp_path / "reference"
+    run_cli(pipeline_args(reference, init_ckpt, small_eval), timeout=1800)
+    run_dir = tmp_path / "killed"
+    args = pipeline_args(run_dir, init_ckpt, small_eval)
+    progress = {
+        "base_eval": "eval/predictions.jsonl",
+        "stage1_grpo": "checkpoints/latest",
+        "diagnosis": "stage.yaml",
+        "sft_data": "sft_data_started",
+        "stage2_sft": "checkpoints/latest",
+        "stage3_grpo": "checkpoints/latest",
+        "final": "hf/config.json",
+    }
+    for unit in UNITS:
+        marker = run_dir / unit / progress[unit]
+        if progress[unit] == "sft_data_started":
+            marker = run_dir / "sft_data/rehearsal_model/model.json"
+        stop_when(args, marker.exists, f"progress in {unit}", signal.SIGKILL)
+        manifest = run_dir / unit / "manifest.json"
+        if not manifest.exists():
+            stop_when(args, manifest.exists, f"the end of {unit}", signal.SIGKILL)
+    run_cli(args, timeout=1800)
+    assert (run_dir / "final/summary.json").read_text() == (reference / "final/summary.json").read_text()
+    assert predictions(run_dir) == predictions(reference)
+    assert (run_dir / "sft_data/train.jsonl").read_bytes() == (
+        reference / "sft_data/train.jsonl"
+    ).read_bytes()
