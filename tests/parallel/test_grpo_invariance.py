@@ -45,7 +45,8 @@ LAYOUTS = {
 }
 
 
-SLOW = {"pp2"}  # PP is covered by SFT's invariance and the rollout tests; this keeps CI short
+SLOW = {"pp2", "dp2_distopt"}
+"""Covered in CI by SFT's invariance (PP, DP with the distributed optimizer) and TP2 here; kept short."""
 
 
 @pytest.mark.parametrize(
