@@ -13,6 +13,7 @@ from pathlib import Path
 from data_prep.recipe import DataRecipe
 from data_prep.report import format_report
 from data_prep.runner import RecipeMismatchError, run_recipe
+from data_prep.steps.dsir import SelectionTooLargeError
 from data_prep.steps.mix import MixTooSmallError
 from nemo_recipes.config_loader import ConfigError, load_config
 
@@ -33,7 +34,7 @@ def run(recipe_path: Path | None, overrides: list[str]) -> int:
     rank, world_size = rank_and_world_size()
     try:
         stats = run_recipe(recipe, rank=rank, world_size=world_size)
-    except (RecipeMismatchError, FileNotFoundError, MixTooSmallError) as exc:
+    except (RecipeMismatchError, FileNotFoundError, MixTooSmallError, SelectionTooLargeError) as exc:
         raise ConfigError(str(exc)) from None
     if rank == 0:
         print(format_report(stats))

@@ -41,11 +41,16 @@ class DataRecipe(StrictModel):
     """Local processes; shards (one per input file) are spread over them."""
 
     @model_validator(mode="after")
-    def _unique_inputs(self) -> DataRecipe:
+    def _consistent(self) -> DataRecipe:
         names = Counter(source.name for source in self.inputs)
         repeated = sorted(n for n, c in names.items() if c > 1)
         if repeated:
             raise ValueError(f"input names must be unique; repeated: {repeated}")
+        kinds = [step.kind for step in self.steps]
+        if "pack" in kinds and kinds.index("pack") != len(kinds) - 1:
+            raise ValueError(f"pack must be the last step (and there is one at most): {kinds}")
+        if "pack" in kinds and "to_task" in kinds:
+            raise ValueError("pack tokenises documents' text; it cannot follow to_task (task records)")
         for step in self.steps:
             if step.kind == "mix" and set(step.ratios) != set(names):
                 raise ValueError(

@@ -10,8 +10,13 @@ run resumes where it stopped. Several machines (e.g. Slurm tasks on a shared fil
 recipe with ``rank`` / ``world_size``: each takes the shards ``index % world_size == rank``, waits at a
 phase boundary until every shard's marker exists, and rank 0 makes the decisions.
 
+Before any shard, rank 0 fits the steps that learn from files of their own (a quality classifier) into
+``.work/fit-<step>/``. A shard writer (the last step, e.g. ``pack``) writes each shard's final documents
+next to its JSONL output, into ``<step name>/``; once all are written, rank 0 combines them.
+
 Layout under ``output_dir``: ``data/shard-NNNNN.jsonl`` (the result), ``report.json`` / ``report.txt``,
-and ``.work/`` (intermediate shards, signatures, decisions, markers, the recipe they belong to).
+a shard writer's folder, and ``.work/`` (intermediate shards, signatures, decisions, fitted models,
+markers, the recipe they belong to).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 from data_prep.documents import Doc, read_docs, read_input_file, render_output, write_docs
 from data_prep.recipe import DataRecipe, Shard, expand_shards
 from data_prep.report import StepStats, format_report, load_stats, merge_by_name, save_stats
-from data_prep.steps import DocStep, GlobalStep, build_step
+from data_prep.steps import DocStep, FittedStep, GlobalStep, ShardWriter, build_step
 
 READ_STEP, WRITE_STEP = "read", "write"
 
@@ -53,6 +58,8 @@ def plan_phases(recipe: DataRecipe) -> list[Phase]:
     phases: list[Phase] = []
     run: list[int] = []
     for i, step in enumerate(_steps(_recipe_key(recipe))):
+        if isinstance(step, ShardWriter):
+            continue  # runs when the last stage writes its shards (a recipe keeps it last)
         if isinstance(step, GlobalStep):
             if run:
                 phases.append(Phase("stage", len(phases), tuple(run)))
@@ -79,6 +86,13 @@ def _recipe(recipe_json: str) -> DataRecipe:
     return DataRecipe.model_validate_json(recipe_json)
 
 
+def _writer(recipe_json: str) -> tuple[str, ShardWriter] | None:
+    """The recipe's shard writer (its report name and the step), if it has one."""
+    names = _recipe(recipe_json).step_names()
+    found = [(n, s) for n, s in zip(names, _steps(recipe_json), strict=True) if isinstance(s, ShardWriter)]
+    return found[0] if found else None
+
+
 @dataclass(frozen=True)
 class RunContext:
     recipe_json: str
@@ -95,6 +109,9 @@ class RunContext:
 
     def stage_dir(self, phase: int) -> Path:
         return self.work / f"phase-{phase:02d}"
+
+    def fit_dir(self, step_name: str) -> Path:
+        return self.work / f"fit-{step_name}"
 
 
 def _marker(path: Path) -> Path:
@@ -146,6 +163,9 @@ def run_stage_shard(
     dropped = _drops(ctx, decisions, shard)
     names = ctx.recipe.step_names()
     steps = _steps(ctx.recipe_json)
+    for i in phase.step_indices:
+        if isinstance(steps[i], FittedStep):
+            steps[i].load(ctx.fit_dir(names[i]))  # type: ignore[union-attr]
     stats = [StepStats(names[i]) for i in phase.step_indices]
     kept = []
     for position, doc in enumerate(docs):
@@ -164,6 +184,14 @@ def run_stage_shard(
             kept.append(doc)
     is_last = phase.index == len(plan_phases(ctx.recipe)) - 1
     out = _stage_output(ctx, phase, shard, is_last)
+    if is_last and (writer := _writer(ctx.recipe_json)) is not None:
+        name, step = writer
+        written = StepStats(name, docs_in=len(kept), docs_kept=len(kept))
+        start = time.perf_counter()
+        (ctx.output_dir / name).mkdir(exist_ok=True)
+        step.write_shard(kept, ctx.output_dir / name / f"shard-{shard.index:05d}", written)
+        written.seconds = time.perf_counter() - start
+        stats.append(written)
     if is_last:
         start = time.perf_counter()
         _write_rendered(out, kept)
@@ -172,7 +200,8 @@ def run_stage_shard(
         stats.append(write)
     else:
         write_docs(out, kept)
-    save_stats(out.with_name(out.name + ".stats.json"), ([read_stats] if read_stats else []) + stats)
+    read = [read_stats] if read_stats and phase.index == 0 else []  # else a signature pass counted it
+    save_stats(out.with_name(out.name + ".stats.json"), read + stats)
     _mark(out)
 
 
@@ -267,9 +296,40 @@ def _wait_for(ctx: RunContext, markers: list[Path]) -> None:
         time.sleep(1.0)
 
 
+def _fit_steps(ctx: RunContext) -> None:
+    """Rank 0 fits every fitted step once (a marker says it is done); the other ranks wait for it."""
+    for name, step in zip(ctx.recipe.step_names(), _steps(ctx.recipe_json), strict=True):
+        if not isinstance(step, FittedStep):
+            continue
+        folder = ctx.fit_dir(name)
+        if ctx.rank == 0 and not _marker(folder).exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a killed fit left behind
+            folder.mkdir(parents=True)
+            stats = StepStats(name)
+            step.fit(folder, stats)
+            save_stats(ctx.work / f"fit-{name}.stats.json", [stats])
+            _mark(folder)
+        _wait_for(ctx, [_marker(folder)])
+
+
+def _finish_writer(ctx: RunContext, shards: list[Shard]) -> None:
+    """Rank 0 combines the shard writer's per-shard files once every shard is written."""
+    writer = _writer(ctx.recipe_json)
+    if writer is None or ctx.rank != 0 or _marker(ctx.work / f"finish-{writer[0]}").exists():
+        return
+    name, step = writer
+    stats, start = StepStats(name), time.perf_counter()
+    folder = ctx.output_dir / name
+    step.finish([folder / f"shard-{s.index:05d}" for s in shards], folder, stats)
+    stats.seconds = time.perf_counter() - start
+    save_stats(ctx.work / f"finish-{name}.stats.json", [stats])
+    _mark(ctx.work / f"finish-{name}")
+
+
 def _prepare_work_dir(ctx: RunContext, restart: bool) -> None:
     if restart and ctx.rank == 0:
-        for path in (ctx.work, ctx.output_dir / "data"):
+        writer = _writer(ctx.recipe_json)
+        for path in (ctx.work, ctx.output_dir / "data", *([ctx.output_dir / writer[0]] if writer else [])):
             shutil.rmtree(path, ignore_errors=True)
     ctx.work.mkdir(parents=True, exist_ok=True)
     stamp = ctx.work / "recipe.json"
@@ -292,6 +352,7 @@ def run_recipe(
     work = recipe.output_dir / ".work"
     ctx = RunContext(recipe_json, work, recipe.output_dir, recipe.num_workers, rank, world_size)
     _prepare_work_dir(ctx, restart)
+    _fit_steps(ctx)
     shards = expand_shards(recipe)
     phases = plan_phases(recipe)
     workers = min(recipe.num_workers, len(shards))
@@ -300,6 +361,7 @@ def run_recipe(
     )
     try:
         _run_phases(ctx, pool, shards, phases)
+        _finish_writer(ctx, shards)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -331,7 +393,9 @@ def _collect_report(
     ctx: RunContext, recipe: DataRecipe, shards: list[Shard], phases: list[Phase]
 ) -> list[StepStats]:
     """Sum every shard's and decision's statistics per step and write report.json / report.txt."""
-    parts: list[list[StepStats]] = []
+    names = recipe.step_names()
+    extra = [ctx.work / f"{what}-{n}.stats.json" for n in names for what in ("fit", "finish")]
+    parts = [load_stats(f) for f in extra if f.exists()]
     for phase in phases:
         folder = ctx.stage_dir(phase.index)
         if phase.kind == "global":
@@ -341,7 +405,7 @@ def _collect_report(
             is_last = phase is phases[-1]
             files = [_stage_output(ctx, phase, s, is_last).with_suffix(".jsonl.stats.json") for s in shards]
         parts.extend(load_stats(f) for f in files if f.exists())
-    stats = merge_by_name(parts, [READ_STEP, *recipe.step_names(), WRITE_STEP])
+    stats = merge_by_name(parts, [READ_STEP, *names, WRITE_STEP])
     report = {
         "shards": len(shards),
         "docs_written": stats[-1].docs_kept,

@@ -14,9 +14,9 @@ import unicodedata
 import regex
 
 _NOT_KEY = regex.compile(r"[\p{P}\p{S}\p{Z}\p{C}]+")
-_TOKEN = regex.compile(
-    r"\p{Han}|\p{Hiragana}|\p{Katakana}|\p{Hangul}|\p{Extended_Pictographic}|[\p{L}\p{M}\p{N}]+",
-)
+TOKEN_PATTERN = r"\p{Han}|\p{Hiragana}|\p{Katakana}|\p{Hangul}|\p{Extended_Pictographic}|[\p{L}\p{M}\p{N}]+"
+"""One CJK character, emoji, or run of letters / digits (``regex`` syntax)."""
+_TOKEN = regex.compile(TOKEN_PATTERN)
 
 
 def match_key(text: str) -> str:

@@ -13,35 +13,50 @@ from pydantic import Field
 
 from data_prep.steps import (
     decontaminate,
+    dsir,
     exact_dedup,
+    fasttext_quality,
     language,
     mix,
     near_dedup,
     normalize,
+    pack,
     pii,
     sns_quality,
     to_task,
 )
-from data_prep.steps.base import DocStep, GlobalStep, StepConfig
+from data_prep.steps.base import DocStep, FittedStep, GlobalStep, ShardWriter, StepConfig
 
-STEPS: dict[str, tuple[type[StepConfig], Callable[[Any], DocStep | GlobalStep]]] = {
+STEPS: dict[str, tuple[type[StepConfig], Callable[[Any], DocStep | GlobalStep | ShardWriter]]] = {
     "normalize": (normalize.NormalizeConfig, normalize.build),
     "exact_dedup": (exact_dedup.ExactDedupConfig, exact_dedup.build),
     "near_dedup": (near_dedup.NearDedupConfig, near_dedup.build),
     "language": (language.LanguageConfig, language.build),
     "pii": (pii.PiiConfig, pii.build),
     "sns_quality": (sns_quality.SnsQualityConfig, sns_quality.build),
+    "fasttext_quality": (fasttext_quality.FasttextQualityConfig, fasttext_quality.build),
     "decontaminate": (decontaminate.DecontaminateConfig, decontaminate.build),
     "to_task": (to_task.ToTaskConfig, to_task.build),
     "mix": (mix.MixConfig, mix.build),
+    "dsir": (dsir.DsirConfig, dsir.build),
+    "pack": (pack.PackConfig, pack.build),
 }
 
 AnyStepConfig = Annotated[Union[tuple(cfg for cfg, _ in STEPS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-def build_step(config: StepConfig) -> DocStep | GlobalStep:
+def build_step(config: StepConfig) -> DocStep | GlobalStep | ShardWriter:
     """The step object for a validated step config."""
     return STEPS[config.kind][1](config)  # type: ignore[attr-defined]
 
 
-__all__ = ["STEPS", "AnyStepConfig", "DocStep", "GlobalStep", "StepConfig", "build_step"]
+__all__ = [
+    "STEPS",
+    "AnyStepConfig",
+    "DocStep",
+    "FittedStep",
+    "GlobalStep",
+    "ShardWriter",
+    "StepConfig",
+    "build_step",
+]

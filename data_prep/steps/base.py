@@ -1,15 +1,21 @@
-"""The two kinds of step and what every step config shares.
+"""The kinds of step and what every step config shares.
 
 * A **document step** looks at one document at a time (normalise, language ID, PII, filters,
   decontamination, formatting): it may rewrite ``doc.text`` / ``doc.meta`` and returns ``None`` to keep
   the document or a short reason to drop it. Shards run it in parallel.
-* A **global step** needs every shard (dedup, mixing): each shard computes one signature row per
-  document in parallel (``signatures``), then one process sees all of them and says which rows to drop
-  and why (``decide``).
+* A **global step** needs every shard (dedup, mixing, resampling): each shard computes one signature
+  row per document in parallel (``signatures``), then one process sees all of them and says which rows
+  to drop and why (``decide``).
+* A **fitted step** is a document step that first learns from files of its own (a quality classifier
+  trained on examples): ``fit`` runs once per run, on rank 0, before any shard, and every process
+  reads what it saved with ``load``.
+* A **shard writer** turns each shard's final documents into files of another format (token files for
+  megatron-core) and, once every shard is written, combines them (``finish``). It is the last step.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,4 +47,28 @@ class GlobalStep(Protocol):
 
     def decide(self, shard_signatures: list[np.ndarray], stats: StepStats) -> list[dict[int, str]]:
         """For every shard, the rows to drop and why; shards and rows are in input order."""
+        ...
+
+
+@runtime_checkable
+class FittedStep(Protocol):
+    def fit(self, folder: Path, stats: StepStats) -> None:
+        """Learn from the step's own files and save the result into ``folder`` (an empty directory)."""
+        ...
+
+    def load(self, folder: Path) -> None:
+        """Read what ``fit`` saved (a no-op once loaded); called before the step's first document."""
+        ...
+
+    def apply(self, doc: Doc, stats: StepStats) -> str | None: ...
+
+
+@runtime_checkable
+class ShardWriter(Protocol):
+    def write_shard(self, docs: list[Doc], prefix: Path, stats: StepStats) -> None:
+        """Write one shard's final documents to files starting with ``prefix``."""
+        ...
+
+    def finish(self, prefixes: list[Path], folder: Path, stats: StepStats) -> None:
+        """Combine every shard's files (in shard order) once all are written."""
         ...
