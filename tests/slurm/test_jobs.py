@@ -16,14 +16,19 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import REPO, losses, run_cli
+from tests.conftest import losses
 from tests.slurm.conftest import (
+    SFT_JOB_TIMEOUT_S,
+    SFT_RECIPE,
+    SFT_STEPS,
     job_fields,
     job_log,
     job_logs,
     logged_steps,
     rank_logs,
+    sft_overrides,
     slurm_env,
+    stop_mid_run_and_resume,
     submit,
     wait_for_end,
     wait_for_steps,
@@ -31,31 +36,9 @@ from tests.slurm.conftest import (
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
-RECIPE = REPO / "nemo_recipes" / "recipes" / "sft_tiny.yaml"
-STEPS = 16
-# The smallest SFT run: the toy validation file as training data (22 packed rows), short rows, no
-# evaluation, no mid-run checkpoint except the one a stop signal asks for.
-SETS = [
-    f"sft.train_steps={STEPS}",
-    "sft.train_data=[toy_chat/valid.jsonl]",
-    "sft.valid_data=[]",
-    "sft.seq_length=128",
-    "sft.micro_batch_size=2",
-    "sft.global_batch_size=8",
-    "sft.optimizer.warmup_steps=0",
-    "sft.checkpoint.save_interval_steps=1000",
-    "logging.tensorboard=false",
-    "logging.progress_bar=false",
-]
-JOB_TIMEOUT_S = 300
-
-
-def overrides(run_dir: Path) -> list[str]:
-    return [a for s in [f"run_dir={run_dir}", *SETS] for a in ("--set", s)]
-
 
 def two_node_job(run_dir: Path, jobs: list[str], *flags: str) -> str:
-    job = submit(RECIPE, *overrides(run_dir), "--nodes", "2", "--procs-per-node", "1", *flags)
+    job = submit(SFT_RECIPE, *sft_overrides(run_dir), "--nodes", "2", "--procs-per-node", "1", *flags)
     jobs.append(job)
     return job
 
@@ -66,19 +49,9 @@ def uninterrupted_job(
 ) -> Iterator[tuple[str, Path]]:
     """Submitted before the torchrun reference (see the test's fixture order) so that both run at once."""
     run_dir = tmp_path_factory.mktemp("srun")
-    job = submit(RECIPE, *overrides(run_dir), "--nodes", "2", "--gpus-per-node", "1")
+    job = submit(SFT_RECIPE, *sft_overrides(run_dir), "--nodes", "2", "--gpus-per-node", "1")
     yield job, run_dir
     subprocess.run(["scancel", job], env=slurm_env(), capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def torchrun_losses(tmp_path_factory: pytest.TempPathFactory) -> list[float]:
-    """The same run as 2 local ranks under torchrun (`redone sft --nproc 2`)."""
-    run_dir = tmp_path_factory.mktemp("torchrun")
-    run_cli(["sft", str(RECIPE), *overrides(run_dir)], nproc=2)
-    ref = losses(run_dir)
-    assert len(ref) == STEPS
-    return ref
 
 
 # Fixture order matters: the job is submitted first and runs while the reference runs.
@@ -86,7 +59,7 @@ def test_two_node_srun_job_matches_torchrun(
     uninterrupted_job: tuple[str, Path], torchrun_losses: list[float]
 ) -> None:
     job, run_dir = uninterrupted_job
-    end = wait_for_end(job, JOB_TIMEOUT_S, run_dir)
+    end = wait_for_end(job, SFT_JOB_TIMEOUT_S, run_dir)
     log = job_log(run_dir, job)
     assert end["JobState"] == "COMPLETED", job_logs(run_dir)
     assert f"job {job} restart 0 (SLURM_RESTART_COUNT): 2 nodes (n1 n2), 1 ranks per node" in log
@@ -96,23 +69,6 @@ def test_two_node_srun_job_matches_torchrun(
     assert "resume from scratch" in ranks["rank-0.log"]
     assert (run_dir / "slurm" / f"job-{job}.sbatch").read_text().startswith("#!/bin/bash")
     assert losses(run_dir) == torchrun_losses
-
-
-def stop_mid_run_and_resume(run_dir: Path, job: str, stop: list[str], ref: list[float]) -> str:
-    """Run `stop` once the job has logged 2 steps; require a requeue and the uninterrupted losses."""
-    wait_for_steps(job, run_dir, 2, JOB_TIMEOUT_S)
-    subprocess.run(stop, env=slurm_env(), check=True)
-    end = wait_for_end(job, JOB_TIMEOUT_S, run_dir)
-    log = job_log(run_dir, job)
-    assert end["JobState"] == "COMPLETED", job_logs(run_dir)
-    assert end["Restarts"] == "1", job_logs(run_dir)
-    assert f"job {job} restart 0 (SLURM_RESTART_COUNT)" in log
-    assert f"job {job} restart 1 (SLURM_RESTART_COUNT)" in log
-    rank0 = "".join(rank_logs(run_dir, job).values())
-    resumed = [int(s) for s in re.findall(r"resume from \S+/step_(\d+)", rank0)]
-    assert len(resumed) == 1 and 2 <= resumed[0] < STEPS, f"resumed at {resumed}\n{job_logs(run_dir)}"
-    assert losses(run_dir) == ref
-    return log
 
 
 def test_time_limit_warning_checkpoints_requeues_and_resumes(
@@ -153,7 +109,7 @@ def rank_process(job: str, rank: int) -> psutil.Process | None:
 
 def test_a_failing_rank_fails_the_job_with_a_message(tmp_path: Path, cancel_on_exit: list[str]) -> None:
     job = two_node_job(tmp_path, cancel_on_exit)
-    wait_for_steps(job, tmp_path, 1, JOB_TIMEOUT_S)
+    wait_for_steps(job, tmp_path, 1, SFT_JOB_TIMEOUT_S)
     victim = rank_process(job, 1)
     assert victim is not None, "rank 1 of the job not found"
     victim.send_signal(signal.SIGKILL)  # as the out-of-memory killer would
@@ -166,5 +122,5 @@ def test_a_failing_rank_fails_the_job_with_a_message(tmp_path: Path, cancel_on_e
     assert re.search(r"FAILED: the job step exited with code 1(37|43)", log)
     # from the rank's own log, shown in the job log
     assert "rank 1 on n2: the trainer was killed by SIGKILL (signal 9)" in log
-    assert logged_steps(tmp_path) < STEPS
+    assert logged_steps(tmp_path) < SFT_STEPS
     assert job_fields(job)["Restarts"] == "0"
