@@ -9,6 +9,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.checkpoint.test_sft_resume import kill_at_step, logged_steps
 from tests.conftest import REPO, cli_command, cli_env, read_metrics, run_cli, signal_tree, wait_until
 from tests.stages.grpo_cli import grpo_args
@@ -37,6 +39,9 @@ def sigterm_everything_at_step(args: list[str], run_dir: Path, step: int) -> int
     return logged_steps(run_dir)
 
 
+# Slow: in CI the pipeline test stops stage 1 with SIGTERM and resumes it; the pipeline's slow test
+# compares a run killed in every unit with an uninterrupted one.
+@pytest.mark.slow
 def test_sigterm_to_all_then_sigkill_then_resume_gives_the_uninterrupted_run(tmp_path: Path) -> None:
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
     run_cli(resume_args(full_dir), timeout=900)

@@ -41,7 +41,7 @@ def kill_at_step(args: list[str], nproc: int, run_dir: Path, step: int) -> None:
     signal_tree(proc)
 
 
-@pytest.mark.parametrize("layout", ["dp2_distopt", "dp2"])
+@pytest.mark.parametrize("layout", ["dp2_distopt", pytest.param("dp2", marks=pytest.mark.slow)])
 def test_sigkill_then_resume_gives_uninterrupted_losses(layout: str, init_ckpt: Path, tmp_path: Path) -> None:
     sets = ["parallel.use_distributed_optimizer=true"] if layout == "dp2_distopt" else []
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
@@ -58,6 +58,7 @@ def test_sigkill_then_resume_gives_uninterrupted_losses(layout: str, init_ckpt: 
     assert not list((cut_dir / "checkpoints").glob("*.partial"))
 
 
+@pytest.mark.slow  # cross-layout loading is covered in CI by the conversion layout tests
 def test_save_at_tp2_resume_at_tp1(init_ckpt: Path, tmp_path: Path) -> None:
     ref_dir, tp_dir = tmp_path / "ref", tmp_path / "tp2"
     run_cli(resume_args(ref_dir, init_ckpt, "sft.train_steps=5"))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_cli, signal_tree, start_cli, wait_until
 
 TASKS = "sns_taxonomy,general_arithmetic,sns_translation_zh2en,sns_translation_en2zh"
@@ -30,6 +32,8 @@ def lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
+# Slow: in CI the pipeline test runs four evaluations through the same code; its slow test kills them.
+@pytest.mark.slow
 def test_eval_report_and_resume_after_a_kill(init_ckpt: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     run_cli(eval_args(init_ckpt, full), timeout=900)
