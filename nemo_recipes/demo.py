@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.child_process import STOPPED, ChildRunner
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import load_config
@@ -74,8 +75,10 @@ def warm_up_base(run_dir: Path, tokenizer: Path, warmup: Path, verbose: bool) ->
         raise SystemExit(
             code if code == STOPPED else f"[demo] the warm-up SFT failed ({code}): see {base / 'log.txt'}"
         )
-    pointer = base / "checkpoints" / "latest"
-    return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    checkpoint = latest_checkpoint(base / "checkpoints")
+    if checkpoint is None:
+        raise SystemExit(f"[demo] the warm-up SFT left no checkpoint: see {base / 'log.txt'}")
+    return checkpoint
 
 
 def summary_table(run_dir: Path) -> str:
@@ -84,7 +87,8 @@ def summary_table(run_dir: Path) -> str:
     labels = list(next(iter(summary["suites"].values())))
     lines = [f"{'':14s}" + "".join(f"{label:>12s}" for label in labels)]
     for suite, by_stage in summary["suites"].items():
-        lines.append(f"{suite:14s}" + "".join(f"{by_stage[label] or 0.0:12.1f}" for label in labels))
+        cells = ("-" if by_stage.get(label) is None else f"{by_stage[label]:.1f}" for label in labels)
+        lines.append(f"{suite:14s}" + "".join(f"{cell:>12s}" for cell in cells))
     return "\n".join(lines)
 
 

@@ -18,13 +18,14 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.child_process import STOPPED, ChildRunner
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import ConfigError, config_hash
@@ -32,7 +33,7 @@ from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
 from nemo_recipes.manifest import changed_keys, file_digest, read_manifest, write_manifest
 from nemo_recipes.metrics import summarize_metrics
 from nemo_recipes.pipeline_config import UNITS
-from nemo_recipes.pipeline_report import STAGE_LABELS, write_final_report
+from nemo_recipes.pipeline_report import STAGE_LABELS, format_scores, write_final_report
 from nemo_recipes.tasks import load_task_table
 
 
@@ -143,8 +144,10 @@ class Pipeline:
         )
 
     def final_checkpoint(self, unit: str) -> Path:
-        pointer = self.dir(unit) / "checkpoints" / "latest"
-        return pointer.parent / pointer.read_text(encoding="utf-8").strip()
+        checkpoint = latest_checkpoint(self.dir(unit) / "checkpoints")
+        if checkpoint is None:
+            raise PipelineError(f"{unit}: the stage finished without a checkpoint")
+        return checkpoint
 
     def eval_outputs(self, unit: str) -> dict:
         report = json.loads((self.dir(unit) / "eval" / "report.json").read_text(encoding="utf-8"))
@@ -246,7 +249,7 @@ class Pipeline:
         )
         selected = self.output("diagnosis", "selected")
         weights = hard_task_weights(table.names, base, selected, rates, self.cfg.pipeline.refine)
-        return {t: w.__dict__ for t, w in weights.items()}
+        return {t: asdict(w) for t, w in weights.items()}
 
     def plan_final(self) -> Plan:
         stage3 = self.checkpoint("stage3_grpo")
@@ -358,7 +361,7 @@ class Pipeline:
             "started": started,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - clock, 1),
-            "attempts": self.count_attempt(out),
+            "attempts": self.count_attempts(out),
             "processes": self.nproc,
         }
         write_manifest(out, manifest)
@@ -366,7 +369,7 @@ class Pipeline:
         return 0
 
     @staticmethod
-    def count_attempt(out: Path) -> int:
+    def count_attempts(out: Path) -> int:
         """Attempts at a unit: this one plus the interrupted ones before it (counted in log.txt)."""
         log = out / "log.txt"
         return log.read_text(encoding="utf-8", errors="replace").count(ATTEMPT_MARK) if log.exists() else 1
@@ -397,10 +400,8 @@ ATTEMPT_MARK = "=== redone run:"
 
 
 def _scores(outputs: dict) -> str:
-    scores = outputs.get("scores")
-    if not scores:
-        return ""
-    return " (" + ", ".join(f"{s} {v:.1f}" for s, v in scores.items() if v is not None) + ")"
+    scores = format_scores(outputs.get("scores", {}))
+    return f" ({scores})" if scores else ""
 
 
 def run_pipeline(cfg: RunConfig, nproc: int = 1, verbose: bool = False, redo_from: str | None = None) -> int:

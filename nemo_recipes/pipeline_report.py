@@ -35,6 +35,11 @@ def scores_by_stage(reports: dict[str, dict]) -> dict:
     return {"suites": suites, "tasks": dict(sorted(tasks.items()))}
 
 
+def format_scores(scores: dict[str, float | None]) -> str:
+    """`sns 9.0, translation 3.8, general 0.0` (suites without a score left out)."""
+    return ", ".join(f"{suite} {value:.1f}" for suite, value in scores.items() if value is not None)
+
+
 def _stage_table(root: Path) -> list[str]:
     lines = ["| unit | seconds | attempts | checkpoint | scores |", "|---|---|---|---|---|"]
     for unit in UNITS[:-1]:
@@ -42,7 +47,7 @@ def _stage_table(root: Path) -> list[str]:
         if manifest is None:
             continue
         out = manifest["outputs"]
-        scores = ", ".join(f"{s} {v:.1f}" for s, v in out.get("scores", {}).items() if v is not None)
+        scores = format_scores(out.get("scores", {}))
         cells = [
             unit,
             f"{manifest['seconds']:.0f}",

@@ -1,4 +1,5 @@
-"""What makes a directory a model: our checkpoint's marker files, an HF model's files. Torch-free."""
+"""What makes a directory a model: our checkpoint's marker files, an HF model's files, the `latest`
+pointer of a run's checkpoints. Torch-free."""
 
 from __future__ import annotations
 
@@ -18,3 +19,16 @@ def is_checkpoint(path: Path) -> bool:
 def is_hf_dir(path: Path) -> bool:
     """An HF model directory (config.json + safetensors), as opposed to one of our checkpoints."""
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path | None:
+    """The newest complete checkpoint under `ckpt_root`, or None."""
+    pointer = ckpt_root / "latest"
+    if not pointer.is_file():
+        return None
+    path = ckpt_root / pointer.read_text(encoding="utf-8").strip()
+    if not (path / STATE_FILE).is_file():
+        raise RuntimeError(
+            f"{pointer} names {path.name}, which is not a complete checkpoint (no {STATE_FILE})"
+        )
+    return path

@@ -112,19 +112,6 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:08d}"
 
 
-def latest_checkpoint(ckpt_root: Path) -> Path | None:
-    """The newest complete checkpoint under `ckpt_root`, or None."""
-    pointer = ckpt_root / "latest"
-    if not pointer.is_file():
-        return None
-    path = ckpt_root / pointer.read_text(encoding="utf-8").strip()
-    if not (path / STATE_FILE).is_file():
-        raise RuntimeError(
-            f"{pointer} names {path.name}, which is not a complete checkpoint (no {STATE_FILE})"
-        )
-    return path
-
-
 def save_checkpoint(
     ckpt_root: Path, model: list, optimizer, state: TrainerState, ckpt_cfg: CheckpointConfig
 ) -> Path:

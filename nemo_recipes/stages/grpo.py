@@ -26,10 +26,10 @@ import torch
 from transformers import AutoTokenizer
 
 from conversion.weights import initialize_from
+from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.checkpoint.manager import (
     TrainerState,
     current_layout,
-    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )

@@ -26,10 +26,10 @@ from transformers import AutoTokenizer
 from conversion.weights import initialize_from
 from data_prep.records import read_chat_records
 from nemo_recipes.algorithms.sft_loss import masked_token_loss
+from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.checkpoint.manager import (
     TrainerState,
     current_layout,
-    latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
