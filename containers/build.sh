@@ -55,7 +55,9 @@ if [ -n "$host_pip" ] && [ "$engine" != podman ]; then
   echo "build.sh: --host-pip mounts into the build, which needs podman (--engine podman)" >&2; exit 2
 fi
 
-args=(--build-arg "VARIANT=$variant")
+full_sha=$(git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown)
+case "$sha" in *-dirty) full_sha="$full_sha-dirty" ;; esac
+args=(--build-arg "VARIANT=$variant" --build-arg "REDONE_GIT_SHA=$full_sha")
 if [ "$engine" = podman ]; then
   # shellcheck source=containers/podman_limits.sh
   source "$repo/containers/podman_limits.sh"

@@ -27,7 +27,7 @@ USER_ERRORS = (ConfigError, RecordValidationError)
 UNDER_LAUNCHER = ("RANK", "SLURM_PROCID")
 
 
-def _add_run_args(p: argparse.ArgumentParser) -> None:
+def _add_run_args(p: argparse.ArgumentParser, nproc_help: str) -> None:
     p.add_argument("recipe", nargs="?", type=Path, help="YAML recipe (only what differs from the defaults)")
     p.add_argument(
         "--set",
@@ -37,7 +37,7 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set sft.optimizer.lr=1e-4 (repeatable)",
     )
-    p.add_argument("--nproc", type=int, default=1, help="local processes (re-launches under torchrun)")
+    p.add_argument("--nproc", type=int, default=1, help=nproc_help)
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
@@ -168,14 +168,20 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where everything goes")
             p.add_argument("-v", "--verbose", action="store_true", help="stream every stage's output")
             continue
-        _add_run_args(p)
         if name == "run":
+            _add_run_args(
+                p,
+                "ranks of each training stage: local processes under torchrun, or, with "
+                "pipeline.launcher set, the number of ranks it starts",
+            )
             p.add_argument(
                 "--from", dest="redo_from", choices=UNITS, help="redo this unit and the ones after"
             )
             p.add_argument(
                 "-v", "--verbose", action="store_true", help="stream the units' output (not to log.txt)"
             )
+        else:
+            _add_run_args(p, "local processes (re-launches under torchrun)")
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     args = parser.parse_args(argv)

@@ -32,7 +32,7 @@ from nemo_recipes.config_loader import ConfigError, config_hash
 from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
 from nemo_recipes.manifest import changed_keys, file_digest, read_manifest, write_manifest
 from nemo_recipes.metrics import summarize_metrics
-from nemo_recipes.pipeline_config import UNITS
+from nemo_recipes.pipeline_config import LAUNCH_KEYS, UNITS
 from nemo_recipes.pipeline_report import STAGE_LABELS, format_scores, write_final_report
 from nemo_recipes.tasks import load_task_table
 
@@ -47,7 +47,8 @@ class Command:
 
     argv: Callable[[], list[str] | None]
     training: bool = False
-    """Training commands run under `pipeline.launcher` or with `--nproc`."""
+    """Training commands run under `pipeline.launcher` or with `--nproc`, the others under
+    `pipeline.single_launcher`."""
 
 
 @dataclass
@@ -107,6 +108,8 @@ class Pipeline:
         """The run config of one unit: the recipe with the unit's run_dir and `updates` (dotted keys)."""
         tree = self.cfg.model_dump(mode="json")
         tree["run_dir"] = str(run_dir)
+        for key in LAUNCH_KEYS:
+            del tree["pipeline"][key]
         for dotted, value in updates.items():
             node = tree
             *parents, leaf = dotted.split(".")
@@ -293,9 +296,7 @@ class Pipeline:
                 attempted = self.recorded_files(unit)
                 self.check_unchanged(unit, attempted and attempted["config_hash"], plan, digest)
                 if self.run_unit(unit, plan, digest, parent_manifest) == STOPPED:
-                    self.say(
-                        f"{unit}: stopped by signal {self.children.stopped[0]}; the same command resumes"
-                    )
+                    self.say(f"{unit}: stopped ({self.children.stopped[0]}); the same command resumes")
                     return STOPPED
             parent_manifest = unit
             if unit == self.cfg.pipeline.stop_after:
@@ -346,7 +347,10 @@ class Pipeline:
             if self.children.stopped:
                 return STOPPED
             if code != 0:
-                raise PipelineError(f"{unit}: `redone {' '.join(argv)}` exited {code}; see {out / 'log.txt'}")
+                raise PipelineError(
+                    f"{unit}: `redone {' '.join(argv)}` exited {code}; its log {out / 'log.txt'} ends:\n"
+                    + _tail(out / "log.txt")
+                )
         parent_dir = self.dir(parent) if parent else None
         manifest = {
             "unit": unit,
@@ -375,12 +379,13 @@ class Pipeline:
         return log.read_text(encoding="utf-8", errors="replace").count(ATTEMPT_MARK) if log.exists() else 1
 
     def child_command(self, argv: list[str], training: bool) -> list[str]:
-        base = [sys.executable, "-m", "nemo_recipes.cli", *argv]
-        if training and self.cfg.pipeline.launcher:
-            return [*self.cfg.pipeline.launcher, *base]
-        if training and self.nproc > 1:
-            return [*base, "--nproc", str(self.nproc)]
-        return base
+        launch = self.cfg.pipeline
+        base = [*(launch.command or [sys.executable, "-m", "nemo_recipes.cli"]), *argv]
+        if not training:
+            return [*launch.single_launcher, *base]
+        if launch.launcher:
+            return [*launch.launcher, *base]  # it starts the ranks (`--nproc` is their number)
+        return [*base, "--nproc", str(self.nproc)] if self.nproc > 1 else base
 
     def set_aside(self, unit: str) -> None:
         """Move `unit`'s directory and those after it to run_dir/replaced/<time>/ (nothing is deleted)."""
@@ -397,6 +402,11 @@ class Pipeline:
 
 
 ATTEMPT_MARK = "=== redone run:"
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return "\n".join(f"  | {line}" for line in text)
 
 
 def _scores(outputs: dict) -> str:

@@ -46,8 +46,18 @@ class PipelineConfig(StrictModel):
     stop_after: UnitName | None = None
     """Stop after this unit (null: run them all)."""
     launcher: list[str] = Field(default_factory=list)
-    """Prefix of the training stages' commands, e.g. [srun, --kill-on-bad-exit=1] inside an allocation
-    (empty: a local process, or torchrun with `redone run --nproc N`)."""
+    """Prefix of the training stages' commands, which start every rank, e.g. [srun, --kill-on-bad-exit=1]
+    inside an allocation (empty: a local process, or torchrun with `redone run --nproc N`)."""
+    single_launcher: list[str] = Field(default_factory=list)
+    """Prefix of the one-process commands (evaluation, diagnosis, SFT data, export), e.g.
+    [srun, --nodes=1, --ntasks=1] to run them on a compute node (empty: a local process)."""
+    command: list[str] = Field(default_factory=list)
+    """How a launched command starts redone, e.g. [redone] in a container (empty: this Python)."""
     export_hf: bool = True
     """Write the final model as an HF directory (run_dir/final/hf)."""
     refine: RefineConfig = Field(default_factory=RefineConfig)
+
+
+LAUNCH_KEYS = ("launcher", "single_launcher", "command")
+"""Where the stages run, not what they compute: at their defaults in the units' configs and hashes, so
+that a run started on one machine or in one job resumes on another."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -18,6 +19,10 @@ PACKAGES = ("redone", "torch", "megatron-core", "mbridge", "transformers", "toke
 
 
 def _git_sha() -> str | None:
+    """The code's commit: REDONE_GIT_SHA where the image build recorded it (no .git in an image), else
+    git's, with -dirty for uncommitted changes."""
+    if sha := os.environ.get("REDONE_GIT_SHA"):
+        return sha
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],

@@ -1,13 +1,18 @@
 # The body of every rendered sbatch script (`redone slurm submit` puts the #SBATCH lines and the
-# REDONE_* settings above it). Launches the job step, turns the time-limit warning into a checkpoint
-# and a requeue, and fails loudly when a rank fails.
+# REDONE_* settings above it). Launches the job step (a pipeline job runs `redone run` here, which
+# launches a step per stage), turns the time-limit warning into a checkpoint and a requeue, and fails
+# loudly when a rank fails.
 #
 # Settings (from the rendered header):
 #   REDONE_CMD            the command every rank runs: redone <stage> RECIPE --set ...
+#                         (driver mode: the pipeline, redone run RECIPE ..., run once by this script)
+#   REDONE_MODE           ranks (a job step runs REDONE_CMD on every rank) | driver (this script runs it;
+#                         it starts each stage as a job step of its own)
 #   REDONE_LAUNCHER       srun (one task per rank) | torchrun (one task per node, torchrun starts the ranks)
 #   REDONE_PROCS_PER_NODE ranks per node
 #   REDONE_TORCHRUN       the torchrun executable (torchrun launcher only)
 #   REDONE_SRUN_ARGS      extra srun options (container image, mounts, workdir, cpus per task)
+#   REDONE_RANK_WRAPPER   what each rank's task runs around the command (bash -c; see slurm/submit.py)
 #   REDONE_LOG_DIR        job logs go here; rank (or node) logs into REDONE_LOG_DIR/<job name>-<job id>/
 #   REDONE_GRACE_S        seconds the trainer gets to checkpoint after a stop signal
 set -uo pipefail
@@ -32,45 +37,49 @@ export MASTER_ADDR=${hosts[0]}
 export MASTER_PORT=$((20000 + (SLURM_JOB_ID * 16 + restart) % 20000))
 rank_logs="$REDONE_LOG_DIR/$SLURM_JOB_NAME-$SLURM_JOB_ID"
 mkdir -p "$rank_logs"
-# A rank whose trainer exits 3 (checkpointed after a stop signal) touches this file and exits 0: srun's
-# --kill-on-bad-exit, there to stop every rank when one fails, then leaves the others to finish, and
-# this script can tell a stopped run from a failed one under either launcher.
+# A rank whose trainer exits 3 (checkpointed after a stop signal) touches this file and exits 0 (the
+# rank wrapper): this script, and the pipeline, tell a stopped run from a finished one by it.
 export REDONE_STOPPED_MARK="$rank_logs/stopped-restart-$restart"
 rm -f "$REDONE_STOPPED_MARK"
-# The trap keeps the wrapper alive through the stop signal, which the trainer itself handles.
-# shellcheck disable=SC2016  # expanded by the rank's bash, not here
-rank_wrapper='trap : TERM USR1; "$@"; rc=$?
-if [ "$rc" -eq 3 ]; then touch "$REDONE_STOPPED_MARK" || exit 3; exit 0; fi
-if [ "$rc" -gt 128 ]; then echo "[redone-slurm] rank ${RANK:-$SLURM_PROCID} on ${SLURMD_NODENAME:-$(hostname)}:" \
-  "the trainer was killed by SIG$(kill -l $((rc - 128))) (signal $((rc - 128)))" >&2; fi; exit "$rc"'
 
 say "job $SLURM_JOB_ID restart $restart (SLURM_RESTART_COUNT): ${#hosts[@]} nodes (${hosts[*]})," \
   "$REDONE_PROCS_PER_NODE ranks per node, launcher $REDONE_LAUNCHER, rendezvous $MASTER_ADDR:$MASTER_PORT"
 printf -v cmd_line ' %q' "${REDONE_CMD[@]}"
 say "command:$cmd_line"
-say "rank logs: $rank_logs/"
 
-step=(srun --kill-on-bad-exit=1 --open-mode=append "${REDONE_SRUN_ARGS[@]}")
-if [ "$REDONE_LAUNCHER" = torchrun ]; then
-  step+=(--ntasks-per-node=1 --output="$rank_logs/node-%n.log"
-    "$REDONE_TORCHRUN" --nnodes="${#hosts[@]}" --nproc-per-node="$REDONE_PROCS_PER_NODE"
-    --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$SLURM_JOB_ID-$restart"
-    --no-python)
+if [ "$REDONE_MODE" = driver ]; then
+  say "the pipeline runs here and starts each unit as a job step; a unit's output (every rank's," \
+    "labelled) goes to <run_dir>/<unit>/log.txt"
+  step=("${REDONE_CMD[@]}")
 else
-  step+=(--ntasks-per-node="$REDONE_PROCS_PER_NODE" --output="$rank_logs/rank-%t.log")
+  say "rank logs: $rank_logs/"
+  step=(srun --kill-on-bad-exit=1 --open-mode=append "${REDONE_SRUN_ARGS[@]}")
+  if [ "$REDONE_LAUNCHER" = torchrun ]; then
+    step+=(--ntasks-per-node=1 --output="$rank_logs/node-%n.log"
+      "$REDONE_TORCHRUN" --nnodes="${#hosts[@]}" --nproc-per-node="$REDONE_PROCS_PER_NODE"
+      --rdzv-backend=c10d --rdzv-endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv-id="$SLURM_JOB_ID-$restart"
+      --no-python)
+  else
+    step+=(--ntasks-per-node="$REDONE_PROCS_PER_NODE" --output="$rank_logs/rank-%t.log")
+  fi
+  step+=(bash -c "$REDONE_RANK_WRAPPER" redone-rank "${REDONE_CMD[@]}")
 fi
-step+=(bash -c "$rank_wrapper" redone-rank "${REDONE_CMD[@]}")
 
 # USR1 is the job's own warning before its time limit (--signal=B:USR1@N): this script asks the ranks
-# to checkpoint, then requeues the job. TERM means Slurm itself is ending the job (scancel, preemption,
+# to checkpoint (in driver mode through the pipeline, which passes the signal on to its running step and
+# starts no other), then requeues the job. TERM means Slurm itself is ending the job (scancel, preemption,
 # scontrol requeue, time limit): Slurm signals the ranks too (scancel would only be refused while the
 # job is being requeued), they checkpoint, and Slurm decides whether the job comes back.
-warned="" ended_by_slurm=""
+warned="" ended_by_slurm="" pid=""
 # shellcheck disable=SC2317,SC2329  # called from the traps
 on_usr1() {
   warned=1
   say "got SIGUSR1 (time limit near): asking every rank to checkpoint at its next step and exit"
-  scancel --signal=TERM "$SLURM_JOB_ID"  # the job's steps, not this script
+  if [ "$REDONE_MODE" = driver ]; then
+    if [ -n "$pid" ]; then kill -TERM "$pid"; fi  # else at its start, below
+  else
+    scancel --signal=TERM "$SLURM_JOB_ID"  # the job's steps, not this script
+  fi
 }
 # shellcheck disable=SC2317,SC2329
 on_term() {
@@ -82,12 +91,13 @@ trap on_term TERM
 
 "${step[@]}" &
 pid=$!
+if [ -n "$warned" ] && [ "$REDONE_MODE" = driver ]; then kill -TERM "$pid"; fi
 # A trapped signal interrupts `wait`: keep waiting for the step itself.
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 wait "$pid"
 rc=$?
 
-if [ -e "$REDONE_STOPPED_MARK" ]; then
+if [ -e "$REDONE_STOPPED_MARK" ] || { [ "$REDONE_MODE" = driver ] && [ "$rc" -eq 3 ]; }; then
   if [ -n "$ended_by_slurm" ]; then
     say "checkpointed and stopped (step exit $rc); Slurm is ending the job: a requeued run resumes"
     exit "$rc"
@@ -110,6 +120,10 @@ fi
 if [ -n "$warned" ]; then
   say "stopped at the time-limit warning before a checkpoint (step exit $rc): requeueing"
   scontrol requeue "$SLURM_JOB_ID" && exit 0
+fi
+if [ "$REDONE_MODE" = driver ]; then
+  say "FAILED: the pipeline exited with code $rc (its message above names the unit and shows its log)"
+  exit "$rc"
 fi
 say "FAILED: the job step exited with code $rc: a rank failed and srun stopped the others" \
   "(srun's lines above name the task)."

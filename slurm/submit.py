@@ -1,27 +1,42 @@
 """`redone slurm submit`: render the sbatch script for a recipe, submit it, record it in the run dir.
 
-One template serves every stage: the #SBATCH header and REDONE_* settings rendered here, then the
-fixed body `slurm/job.sh` (launch, stop-signal forwarding, requeue, failure report). The job runs
-`redone <stage> RECIPE --set ...` on every rank; its logs and the submitted script live in
-`<run_dir>/slurm/`.
+One template serves every command: the #SBATCH header and REDONE_* settings rendered here, then the
+fixed body `slurm/job.sh` (launch, stop-signal forwarding, requeue, failure report). A stage job
+(`--stage sft|grpo`) runs `redone <stage> RECIPE --set ...` on every rank. A pipeline job
+(`--stage run`) runs `redone run` once, in the batch script: it starts each training stage as a job
+step over every node (`pipeline.launcher`) and the one-process units as a step on one node
+(`pipeline.single_launcher`). The logs and the submitted script live in `<run_dir>/slurm/`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config_loader import ConfigError, load_config
 
 BODY = Path(__file__).with_name("job.sh")
-# Commands a job can run; the pipeline command joins this tuple when it exists.
-STAGES = ("sft", "grpo")
+STAGES = ("sft", "grpo", "run")
+"""The redone commands a job can run: a training stage, or the whole pipeline."""
 LAUNCHERS = ("srun", "torchrun")
+RANK_WRAPPER = (
+    'trap : TERM USR1; "$@"; rc=$?; '
+    'if [ "$rc" -eq 3 ]; then touch "$REDONE_STOPPED_MARK" || exit 3; exit 0; fi; '
+    'if [ "$rc" -gt 128 ]; then echo "[redone-slurm] rank ${RANK:-$SLURM_PROCID} on '
+    "${SLURMD_NODENAME:-$(hostname)}: the trainer was killed by SIG$(kill -l $((rc - 128))) "
+    '(signal $((rc - 128)))" >&2; fi; exit "$rc"'
+)
+"""What each rank's task runs (bash -c RANK_WRAPPER redone-rank CMD...). The trainer handles stop
+signals itself; the wrapper outlives them. A trainer's exit 3 (checkpointed after a stop signal) becomes
+exit 0 plus the file $REDONE_STOPPED_MARK: srun's --kill-on-bad-exit, there to stop every rank when one
+fails, then leaves the other ranks to finish their checkpoint, and the job script (or the pipeline)
+tells a stopped run from a finished one by the mark. A rank killed by a signal says so in its log."""
 
 
 @dataclass(frozen=True)
@@ -29,7 +44,8 @@ class JobSpec:
     """Everything the rendered script depends on."""
 
     command: list[str]
-    """What every rank runs, e.g. [".venv/bin/redone", "sft", "recipe.yaml", "--set", "k=v"]."""
+    """What every rank runs, e.g. [".venv/bin/redone", "sft", "recipe.yaml", "--set", "k=v"]; with
+    `driver`, what the batch script runs once."""
     job_name: str
     workdir: Path
     log_dir: Path
@@ -52,6 +68,8 @@ class JobSpec:
     env: list[str] = field(default_factory=list)
     sbatch_args: list[str] = field(default_factory=list)
     srun_args: list[str] = field(default_factory=list)
+    driver: bool = False
+    """`command` is the pipeline, run in the batch script; it starts its stages as job steps."""
 
 
 def _sbatch_lines(spec: JobSpec) -> list[str]:
@@ -108,10 +126,12 @@ def render(spec: JobSpec) -> str:
     """The complete sbatch script for `spec`."""
     settings = [
         f"REDONE_CMD={_bash_array(spec.command)}",
+        f"REDONE_MODE={'driver' if spec.driver else 'ranks'}",
         f"REDONE_LAUNCHER={spec.launcher}",
         f"REDONE_PROCS_PER_NODE={spec.procs_per_node}",
         f"REDONE_TORCHRUN={shlex.quote(spec.torchrun)}",
         f"REDONE_SRUN_ARGS={_bash_array(_srun_args(spec))}",
+        f"REDONE_RANK_WRAPPER={shlex.quote(RANK_WRAPPER)}",
         f"REDONE_LOG_DIR={shlex.quote(str(spec.log_dir))}",
         f"REDONE_GRACE_S={spec.grace_s}",
     ]
@@ -120,6 +140,7 @@ def render(spec: JobSpec) -> str:
         [
             "#!/bin/bash",
             "# Rendered by `redone slurm submit`; the body below the settings is slurm/job.sh.",
+            "# shellcheck disable=SC2016  # the rank wrapper's $ are for the ranks' bash",
             *_sbatch_lines(spec),
             "",
             *settings,
@@ -145,7 +166,12 @@ def sbatch(script: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="YAML recipe")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--stage", choices=STAGES, default="sft", help="the redone command the job runs")
+    p.add_argument(
+        "--stage",
+        choices=STAGES,
+        default="sft",
+        help="the redone command the job runs: a training stage, or `run` (the whole pipeline)",
+    )
     p.add_argument("--nodes", type=int, required=True)
     p.add_argument("--gpus-per-node", type=int, default=0)
     p.add_argument("--procs-per-node", type=int, help="ranks per node (default: GPUs per node, or 1)")
@@ -183,7 +209,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="an extra option of the job step, e.g. --srun-arg=--container-env=NCCL_DEBUG (repeatable)",
     )
     p.add_argument(
-        "--bin-dir", help="where redone and torchrun are (default: this install; PATH in a container)"
+        "--bin-dir",
+        help="where redone and torchrun are in the job steps (default: this install; PATH in a container)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
 
@@ -201,7 +228,14 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     bad_env = [e for e in args.env if not e.partition("=")[0].isidentifier() or "=" not in e]
     if bad_env:
         raise ConfigError(f"--env {bad_env}: expected NAME=VALUE")
-    check_launch(cfg, args.nodes * procs, args.stage)
+    if args.stage == "run":
+        if args.launcher != "srun":
+            raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
+        from nemo_recipes.preflight import preflight
+
+        preflight(cfg, args.nodes * procs)  # every problem of the recipe, before the job queues
+    else:
+        check_launch(cfg, args.nodes * procs, args.stage)
     bin_dir = args.bin_dir
     if bin_dir is None and not args.container_image and (Path(sys.executable).parent / "redone").exists():
         bin_dir = str(Path(sys.executable).parent)
@@ -209,7 +243,7 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     workdir = Path.cwd()
     run_dir = cfg.run_dir if cfg.run_dir.is_absolute() else workdir / cfg.run_dir
     sets = [a for s in args.overrides for a in ("--set", s)]
-    return JobSpec(
+    spec = JobSpec(
         command=[exe("redone"), args.stage, str(args.recipe.resolve()), *sets],
         job_name=args.job_name or run_dir.name,
         workdir=workdir,
@@ -234,6 +268,29 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         sbatch_args=args.sbatch_args,
         srun_args=args.srun_args,
     )
+    return pipeline_job(spec) if args.stage == "run" else spec
+
+
+def pipeline_job(spec: JobSpec) -> JobSpec:
+    """`spec` with the pipeline as its command: `redone run` in the batch script (the submitting
+    install, torch-free), its training stages as steps over every node, the rest as one-task steps."""
+    base = ["srun", "--kill-on-bad-exit=1", *_srun_args(spec)]
+    launch = {
+        "launcher": [
+            *base,
+            f"--ntasks-per-node={spec.procs_per_node}",
+            "--label",  # each line of the unit's log.txt starts with its rank
+            *("bash", "-c", RANK_WRAPPER, "redone-rank"),
+        ],
+        "single_launcher": [*base, "--nodes=1", "--ntasks=1", "--ntasks-per-node=1"],
+    }
+    step_redone, stage, recipe, *sets = spec.command
+    launch["command"] = [step_redone]
+    here = Path(sys.executable).parent / "redone"
+    driver = str(here) if here.exists() else "redone"
+    sets += [a for key, value in launch.items() for a in ("--set", f"pipeline.{key}={json.dumps(value)}")]
+    world = spec.nodes * spec.procs_per_node
+    return replace(spec, command=[driver, stage, recipe, *sets, "--nproc", str(world)], driver=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -95,3 +95,19 @@ def init_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("init") / "tiny-qwen3"
     run_cli(["init-model", "--out", str(out)])
     return out
+
+
+@pytest.fixture(scope="session")
+def small_eval(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The pipeline tests' eval set: three held-out records per task (the suites stay whole, the
+    evaluations short)."""
+    out = tmp_path_factory.mktemp("eval") / "test_small.jsonl"
+    seen: dict[str, int] = {}
+    lines = []
+    for line in (REPO / "nemo_recipes/assets/data/sns_demo/test.jsonl").read_text().splitlines():
+        task = json.loads(line)["task"]
+        seen[task] = seen.get(task, 0) + 1
+        if seen[task] <= 3:
+            lines.append(line)
+    out.write_text("\n".join(lines) + "\n")
+    return out

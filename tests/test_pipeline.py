@@ -6,8 +6,13 @@ The pipeline end to end (and killed in each unit) is in tests/test_pipeline_e2e.
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from pathlib import Path
 
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config_loader import config_hash, load_config
+from nemo_recipes.pipeline import Pipeline
 from tests.conftest import REPO, run_cli
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
@@ -44,3 +49,35 @@ def test_missing_data_and_unknown_task_fail_before_training(tmp_path: Path) -> N
     assert "model.init_from" in err and "no_model" in err
     assert "sft.train_data" in err
     assert not run_dir.exists()  # nothing started
+
+
+def test_where_the_stages_run_is_not_part_of_what_they_compute(tmp_path: Path) -> None:
+    """A run started on a workstation resumes in a Slurm job: the launch keys stay out of the units'
+    configs and hashes; training steps start every rank, the other commands one process."""
+    sets = [f"run_dir={tmp_path}", "model.init_from=/models/base"]
+    local_cfg = load_config(RunConfig, RECIPE, sets)
+    job_cfg = load_config(
+        RunConfig,
+        RECIPE,
+        [
+            *sets,
+            "pipeline.launcher=[srun, --ntasks-per-node=2]",
+            "pipeline.single_launcher=[srun, --nodes=1, --ntasks=1]",
+            "pipeline.command=[redone]",
+        ],
+    )
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
+    try:
+        local, job = (Pipeline(cfg, tmp_path, nproc=2) for cfg in (local_cfg, job_cfg))
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGUSR1, saved[1])
+    unit = tmp_path / "stage1_grpo"
+    assert config_hash(local.stage_config(unit)) == config_hash(job.stage_config(unit))
+    assert job.stage_config(unit)["pipeline"]["launcher"] == []
+    grpo, ev = ["grpo", "stage.yaml"], ["eval", "model"]
+    here = [sys.executable, "-m", "nemo_recipes.cli"]
+    assert local.child_command(grpo, training=True) == [*here, *grpo, "--nproc", "2"]
+    assert local.child_command(ev, training=False) == [*here, *ev]
+    assert job.child_command(grpo, training=True) == ["srun", "--ntasks-per-node=2", "redone", *grpo]
+    assert job.child_command(ev, training=False) == ["srun", "--nodes=1", "--ntasks=1", "redone", *ev]

@@ -25,21 +25,6 @@ RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
 EVALUATED = ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo")
 
 
-@pytest.fixture(scope="module")
-def small_eval(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Three held-out records per task: the suites stay whole, the evaluations short."""
-    out = tmp_path_factory.mktemp("eval") / "test_small.jsonl"
-    seen: dict[str, int] = {}
-    lines = []
-    for line in (REPO / "nemo_recipes/assets/data/sns_demo/test.jsonl").read_text().splitlines():
-        task = json.loads(line)["task"]
-        seen[task] = seen.get(task, 0) + 1
-        if seen[task] <= 3:
-            lines.append(line)
-    out.write_text("\n".join(lines) + "\n")
-    return out
-
-
 def pipeline_args(run_dir: Path, base: Path, eval_data: Path) -> list[str]:
     sets = [f"run_dir={run_dir}", f"model.init_from={base}", f"eval.data=[{eval_data}]"]
     return ["run", str(RECIPE), *(a for s in sets for a in ("--set", s))]

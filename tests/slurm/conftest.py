@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from slurm import local_cluster
@@ -169,3 +170,16 @@ def stop_mid_run_and_resume(run_dir: Path, job: str, stop: list[str], ref: list[
     assert len(resumed) == 1 and 2 <= resumed[0] < SFT_STEPS, f"resumed at {resumed}\n{job_logs(run_dir)}"
     assert losses(run_dir) == ref
     return log
+
+
+def rank_process(job: str, rank: int, command: str) -> psutil.Process | None:
+    """The trainer process (`redone COMMAND ...`, not its bash wrapper) of `rank` in `job`."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        ours = env.get("SLURM_JOB_ID") == job and env.get("SLURM_PROCID") == str(rank)
+        if ours and proc.info["name"] != "bash" and command in (proc.info["cmdline"] or []):
+            return proc
+    return None

@@ -95,8 +95,11 @@ def test_two_node_job_in_the_cpu_image_matches_torchrun(
     end = wait_for_end(job, 600, run_dir)
     assert end["JobState"] == "COMPLETED", job_logs(run_dir)
     assert job_log(run_dir, job).rstrip().endswith("finished")
-    # the ranks ran the image's installation, not this checkout's
-    assert json.loads((run_dir / "provenance.json").read_text())["argv"][0] == "/opt/venv/bin/redone"
+    # the ranks ran the image's installation, not this checkout's, and know its commit
+    provenance = json.loads((run_dir / "provenance.json").read_text())
+    assert provenance["argv"][0] == "/opt/venv/bin/redone"
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    assert provenance["git_sha"].removesuffix("-dirty") == head.strip()
     assert "resume from scratch" in rank_logs(run_dir, job)["rank-0.log"]
     assert losses(run_dir) == torchrun_losses
 

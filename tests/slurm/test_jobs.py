@@ -13,7 +13,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.conftest import losses
@@ -26,6 +25,7 @@ from tests.slurm.conftest import (
     job_logs,
     logged_steps,
     rank_logs,
+    rank_process,
     sft_overrides,
     slurm_env,
     stop_mid_run_and_resume,
@@ -94,23 +94,10 @@ def test_torchrun_launcher_survives_scontrol_requeue(
     assert sorted(rank_logs(tmp_path, job)) == ["node-0.log", "node-1.log"]
 
 
-def rank_process(job: str, rank: int) -> psutil.Process | None:
-    """The trainer process of `rank` in `job` (not its bash wrapper)."""
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        try:
-            env = proc.environ()
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-        ours = env.get("SLURM_JOB_ID") == job and env.get("SLURM_PROCID") == str(rank)
-        if ours and proc.info["name"] != "bash" and "sft" in (proc.info["cmdline"] or []):
-            return proc
-    return None
-
-
 def test_a_failing_rank_fails_the_job_with_a_message(tmp_path: Path, cancel_on_exit: list[str]) -> None:
     job = two_node_job(tmp_path, cancel_on_exit)
     wait_for_steps(job, tmp_path, 1, SFT_JOB_TIMEOUT_S)
-    victim = rank_process(job, 1)
+    victim = rank_process(job, 1, "sft")
     assert victim is not None, "rank 1 of the job not found"
     victim.send_signal(signal.SIGKILL)  # as the out-of-memory killer would
     end = wait_for_end(job, 90, tmp_path)  # the other rank is stopped, not left waiting

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from nemo_recipes.config_loader import parse_override
+from slurm.submit import RANK_WRAPPER
 from tests.conftest import REPO, run_cli
 
 H100_RECIPE = REPO / "nemo_recipes/recipes/sft_qwen3_4b.yaml"
+PIPELINE_RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
 H100_FLAGS = ["--nodes", "2", "--gpus-per-node", "8", "--time", "04:00:00", "--partition", "batch"]
 CONTAINER_FLAGS = ["--container-image", "/lustre/images/redone.sqsh", "--container-mounts", "/lustre:/lustre"]
 
@@ -66,9 +69,54 @@ def test_overrides_and_paths_survive_quoting(tmp_path: Path) -> None:
     assert f'#SBATCH --output="{run_dir}/slurm/%x-%j.log"' in script
 
 
-@pytest.mark.parametrize("launcher", ["srun", "torchrun"])
-def test_rendered_script_is_shellcheck_clean(launcher: str, tmp_path: Path) -> None:
-    script = render(str(H100_RECIPE), *H100_FLAGS, *CONTAINER_FLAGS, "--launcher", launcher)
+def render_pipeline(base: Path) -> str:
+    """The pipeline job of the tiny recipe from `base`, 2 nodes x 1 GPU in the container."""
+    args = [str(PIPELINE_RECIPE), "--set", f"model.init_from={base}", "--stage", "run"]
+    return render(*args, "--nodes", "2", "--gpus-per-node", "1", *CONTAINER_FLAGS)
+
+
+def test_pipeline_job_runs_the_pipeline_once_and_each_stage_as_a_step(init_ckpt: Path) -> None:
+    script = render_pipeline(init_ckpt)
+    assert "REDONE_MODE=driver" in script.splitlines()
+    cmd = bash_array(script, "REDONE_CMD")
+    # the driver: this install (torch-free) in the batch script; the steps: the container's redone
+    assert cmd[:5] == [
+        str(Path(sys.executable).parent / "redone"),
+        "run",
+        str(PIPELINE_RECIPE),
+        "--set",
+        f"model.init_from={init_ckpt}",
+    ]
+    assert cmd[-2:] == ["--nproc", "2"]  # the ranks each training step starts
+    overrides = [parse_override(cmd[i + 1]) for i, a in enumerate(cmd) if a == "--set"]
+    sets = {".".join(key): value for key, value in overrides}
+    container = [
+        "--container-image=/lustre/images/redone.sqsh",
+        "--container-mounts=/lustre:/lustre",
+        f"--container-workdir={REPO}",
+    ]
+    assert sets["pipeline.launcher"] == [
+        *("srun", "--kill-on-bad-exit=1", *container, "--ntasks-per-node=1", "--label"),
+        *("bash", "-c", RANK_WRAPPER, "redone-rank"),
+    ]
+    one_task = ["--nodes=1", "--ntasks=1", "--ntasks-per-node=1"]  # over the job's SLURM_NTASKS_PER_NODE
+    assert sets["pipeline.single_launcher"] == ["srun", "--kill-on-bad-exit=1", *container, *one_task]
+    assert sets["pipeline.command"] == ["redone"]
+
+
+def test_pipeline_job_checks_the_whole_recipe_at_submit_time(tmp_path: Path) -> None:
+    missing = tmp_path / "no_model"
+    args = ["slurm", "submit", str(PIPELINE_RECIPE), "--set", f"model.init_from={missing}"]
+    proc = run_cli([*args, "--stage", "run", "--nodes", "1", "--dry-run"], check=False)
+    assert proc.returncode == 2 and "model.init_from" in proc.stderr and str(missing) in proc.stderr
+
+
+@pytest.mark.parametrize("launcher", ["srun", "torchrun", "pipeline"])
+def test_rendered_script_is_shellcheck_clean(launcher: str, tmp_path: Path, init_ckpt: Path) -> None:
+    if launcher == "pipeline":
+        script = render_pipeline(init_ckpt)
+    else:
+        script = render(str(H100_RECIPE), *H100_FLAGS, *CONTAINER_FLAGS, "--launcher", launcher)
     path = tmp_path / "job.sbatch"
     path.write_text(script)
     subprocess.run(["bash", "-n", str(path)], check=True)
