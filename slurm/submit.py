@@ -237,8 +237,8 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     else:
         check_launch(cfg, args.nodes * procs, args.stage)
     bin_dir = args.bin_dir
-    if bin_dir is None and not args.container_image and (Path(sys.executable).parent / "redone").exists():
-        bin_dir = str(Path(sys.executable).parent)
+    if bin_dir is None and not args.container_image:
+        bin_dir = _this_install()
     exe = (lambda name: f"{bin_dir}/{name}") if bin_dir else (lambda name: name)
     workdir = Path.cwd()
     run_dir = cfg.run_dir if cfg.run_dir.is_absolute() else workdir / cfg.run_dir
@@ -271,9 +271,16 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     return pipeline_job(spec) if args.stage == "run" else spec
 
 
+def _this_install() -> str | None:
+    """The bin directory of the redone that runs this, where it has the `redone` script."""
+    here = Path(sys.executable).parent
+    return str(here) if (here / "redone").exists() else None
+
+
 def pipeline_job(spec: JobSpec) -> JobSpec:
     """`spec` with the pipeline as its command: `redone run` in the batch script (the submitting
     install, torch-free), its training stages as steps over every node, the rest as one-task steps."""
+    step_redone, stage, recipe, *sets = spec.command
     base = ["srun", "--kill-on-bad-exit=1", *_srun_args(spec)]
     launch = {
         "launcher": [
@@ -283,14 +290,13 @@ def pipeline_job(spec: JobSpec) -> JobSpec:
             *("bash", "-c", RANK_WRAPPER, "redone-rank"),
         ],
         "single_launcher": [*base, "--nodes=1", "--ntasks=1", "--ntasks-per-node=1"],
+        "command": [step_redone],
     }
-    step_redone, stage, recipe, *sets = spec.command
-    launch["command"] = [step_redone]
-    here = Path(sys.executable).parent / "redone"
-    driver = str(here) if here.exists() else "redone"
     sets += [a for key, value in launch.items() for a in ("--set", f"pipeline.{key}={json.dumps(value)}")]
+    install = _this_install()
+    driver = [f"{install}/redone"] if install else [sys.executable, "-m", "nemo_recipes.cli"]
     world = spec.nodes * spec.procs_per_node
-    return replace(spec, command=[driver, stage, recipe, *sets, "--nproc", str(world)], driver=True)
+    return replace(spec, command=[*driver, stage, recipe, *sets, "--nproc", str(world)], driver=True)
 
 
 def run(args: argparse.Namespace) -> int:
