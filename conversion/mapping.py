@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core, which mbridge imports)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core, which mbridge imports)
 
 import torch
 from mbridge.core.bridge import Bridge

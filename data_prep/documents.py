@@ -1,8 +1,8 @@
 """Documents flowing through `redone data`: reading JSONL / Parquet inputs and the shard files between steps.
 
-A malformed input line (not JSON, not an object, no string text field) is never dropped silently: it
-becomes a :class:`~data_prep.records.RecordError` naming the file and 1-based line (the row for Parquet),
-is counted in the report, and stops the run with ``on_bad_record: raise``.
+A malformed input line (not JSON, not an object, no string text field) is never dropped silently:
+it becomes a :class:`~nemo_recipes.records.chat.RecordError` naming the file and 1-based line (the row
+for Parquet), is counted in the report, and stops the run with ``on_bad_record: raise``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from data_prep.records import RecordError, RecordValidationError
+from nemo_recipes.records.chat import RecordError, RecordValidationError
 
 InputFormat = Literal["auto", "jsonl", "parquet"]
 

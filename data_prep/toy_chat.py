@@ -25,7 +25,7 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
-from data_prep.records import ChatRecord
+from nemo_recipes.records.chat import ChatRecord
 
 TOY_TASKS = ("reverse", "uppercase", "sort_digits", "label")
 LABEL_OF_WORD = {
@@ -82,7 +82,7 @@ _PROMPT_MAKERS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
 
 
 def generate_toy_chat(n: int, seed: int) -> list[dict]:
-    """Generate ``n`` toy chat records (schema of :class:`data_prep.records.ChatRecord`).
+    """Generate ``n`` toy chat records (schema of :class:`nemo_recipes.records.chat.ChatRecord`).
 
     Deterministic for a given ``(n, seed)``; the first ``k`` records do not depend on ``n``. No user
     prompt repeats within the list, so any split of it is disjoint.

@@ -59,12 +59,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.reports:
         raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")
+    from nemo_recipes import preemption
     from nemo_recipes.config_loader import load_config
-    from nemo_recipes.training import preemption
 
     preemption.install_handlers()  # first: a stop signal ends generation after a saved batch
-    from eval.config import EvalConfig
     from eval.runner import run_eval
+    from nemo_recipes.eval_config import EvalConfig
 
     cfg = load_config(EvalConfig, args.config, _overrides(args))
     model = Path(args.model)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from nemo_recipes import preemption
 from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.rl_config import SamplingConfig
 from nemo_recipes.rollout.engine import RolloutEngine
 from nemo_recipes.rollout.groups import sample_seed
-from nemo_recipes.training import preemption
 
 
 def item_key(prompt: Prompt) -> str:

@@ -6,11 +6,11 @@ import json
 import time
 from pathlib import Path
 
-from eval.config import EvalConfig
 from eval.predict import item_key, predict
 from eval.report import write_report
 from eval.scoring import Item, score_suites, suite_of
 from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.eval_config import EvalConfig
 
 MODEL_FILE = "model.json"
 """In the output directory: which model its predictions belong to."""

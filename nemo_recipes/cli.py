@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 from conversion import cli as convert_cli
-from data_prep.records import RecordValidationError
 from eval import cli as eval_cli
+from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config_loader import ConfigError, load_config
 from nemo_recipes.launcher import relaunch_under_torchrun
 from nemo_recipes.pipeline_config import UNITS
-from nemo_recipes.training import preemption
+from nemo_recipes.records.chat import RecordValidationError
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
 USER_ERRORS = (ConfigError, RecordValidationError)
@@ -57,7 +57,7 @@ def _cmd_grpo(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from nemo_recipes.pipeline import PipelineError, run_pipeline
+    from nemo_recipes.pipeline.runner import PipelineError, run_pipeline
 
     cfg = load_config(RunConfig, args.recipe, args.overrides)
     try:

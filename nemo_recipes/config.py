@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from eval.config import EvalConfig
 from nemo_recipes.config_loader import ConfigError, StrictModel
+from nemo_recipes.eval_config import EvalConfig
 from nemo_recipes.pipeline_config import PipelineConfig
 from nemo_recipes.rl_config import (
     DynamicSamplingConfig,

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from nemo_recipes.checkpoint.files import latest_checkpoint
-from nemo_recipes.child_process import STOPPED, ChildRunner
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import load_config
-from nemo_recipes.pipeline import run_pipeline
+from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
+from nemo_recipes.pipeline.runner import run_pipeline
 from nemo_recipes.tasks import load_task_table, read_task_records
 
 RECIPES = Path(__file__).parent / "recipes"

@@ -231,7 +231,7 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     if args.stage == "run":
         if args.launcher != "srun":
             raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
-        from nemo_recipes.preflight import preflight
+        from nemo_recipes.pipeline.preflight import preflight
 
         preflight(cfg, args.nodes * procs)  # every problem of the recipe, before the job queues
     else:

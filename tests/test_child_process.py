@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.child_process import STOPPED, STOPPED_MARK_ENV, ChildRunner
+from nemo_recipes.pipeline.child_process import STOPPED, STOPPED_MARK_ENV, ChildRunner
 
 
 @pytest.fixture

@@ -29,16 +29,17 @@ def imported_modules(tree: ast.Module) -> list[tuple[int, str]]:
 def test_device_layer_is_imported_before_megatron() -> None:
     offenders = []
     for path in python_files():
-        if "nemo_recipes/parallel/cpu_device.py" in str(path):
+        if "nemo_recipes/device/cpu.py" in str(path):
             continue
         mods = imported_modules(ast.parse(path.read_text()))
         first_megatron = next((line for line, m in mods if m.split(".")[0] == "megatron"), None)
         if first_megatron is None:
             continue
-        layer = next((line for line, m in mods if m.startswith("nemo_recipes.parallel")), None)
+        device = ("nemo_recipes.device", "nemo_recipes.parallel")
+        layer = next((line for line, m in mods if m.startswith(device)), None)
         if layer is None or layer > first_megatron:
             offenders.append(f"{path.relative_to(REPO)}:{first_megatron}")
-    assert not offenders, f"import nemo_recipes.parallel before megatron in: {offenders}"
+    assert not offenders, f"import nemo_recipes.device before megatron in: {offenders}"
 
 
 def test_no_megatron_training_or_global_args() -> None:
@@ -52,7 +53,7 @@ def test_no_megatron_training_or_global_args() -> None:
 
 def test_config_and_record_schema_are_torch_free() -> None:
     code = (
-        "import sys, nemo_recipes.config, nemo_recipes.config_loader, data_prep.records; "
+        "import sys, nemo_recipes.config, nemo_recipes.config_loader, nemo_recipes.records.chat; "
         "bad = [m for m in ('torch', 'megatron', 'transformers') if m in sys.modules]; "
         "assert not bad, bad"
     )

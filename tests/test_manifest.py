@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.manifest import changed_keys, file_digest, read_manifest, write_manifest
 from nemo_recipes.metrics import summarize_metrics
+from nemo_recipes.pipeline.manifest import changed_keys, file_digest, read_manifest, write_manifest
 
 
 def test_changed_keys_name_every_differing_path() -> None:

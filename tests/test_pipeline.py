@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config_loader import config_hash, load_config
-from nemo_recipes.pipeline import Pipeline
+from nemo_recipes.pipeline.runner import Pipeline
 from tests.conftest import REPO, run_cli
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"

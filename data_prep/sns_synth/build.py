@@ -2,7 +2,7 @@
 
 ``python -m data_prep.sns_synth --out nemo_recipes/assets/data/sns_demo`` rewrites the shipped files
 (``--train-per-task`` / ``--test-per-task`` for a larger set). Records follow the task record schema
-(``nemo_recipes.tasks.schema``; see ``docs/tasks.md``); the task table that scores them is
+(``nemo_recipes.records.task``; see ``docs/tasks.md``); the task table that scores them is
 ``nemo_recipes/assets/tasks/sns_demo.yaml``. Questions are unique within a task across both splits.
 """
 

@@ -67,7 +67,7 @@ def load_tokenizer(name_or_dir: str, eos_token: str | None) -> tuple[Tokenizer, 
 
 def indexed_dataset() -> ModuleType:
     """megatron-core's indexed dataset module, imported on first use (it pulls in torch)."""
-    import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+    import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
     from megatron.core.datasets import indexed_dataset as module
 

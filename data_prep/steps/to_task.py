@@ -1,4 +1,4 @@
-"""Format documents as task records (``nemo_recipes.tasks.schema.TaskRecord``, see docs/tasks.md).
+"""Format documents as task records (``nemo_recipes.records.task.TaskRecord``, see docs/tasks.md).
 
 The question is ``question_template`` filled with ``{text}`` (the curated text) and any input record
 field (``{title}``); the answer is the record's ``answer_field``. The language is fixed or taken from
@@ -15,10 +15,10 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from data_prep.documents import Doc
-from data_prep.records import record_error_from_pydantic
 from data_prep.report import StepStats
 from data_prep.steps.base import StepConfig
-from nemo_recipes.tasks.schema import TaskRecord
+from nemo_recipes.records.chat import record_error_from_pydantic
+from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.table import TaskTable, load_task_table
 
 

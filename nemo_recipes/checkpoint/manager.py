@@ -18,17 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 
+from nemo_recipes import preemption
 from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 from nemo_recipes.config import CheckpointConfig
-from nemo_recipes.training import preemption
 
 
 @dataclass

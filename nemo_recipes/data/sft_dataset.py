@@ -1,6 +1,6 @@
 """The SFT data path after the record reader: tokenise chats, pack them into rows, collate to tensors.
 
-* :func:`tokenize_chat` renders a :class:`~data_prep.records.ChatRecord` with the tokenizer's chat
+* :func:`tokenize_chat` renders a :class:`~nemo_recipes.records.chat.ChatRecord` with the tokenizer's chat
   template and marks the assistant-generated tokens (content plus the closing end-of-turn token).
 * :func:`pack_sequences` puts whole conversations into rows of exactly ``seq_length`` tokens;
   :func:`unpacked_rows` puts one conversation per row (the reference packing must match).
@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from data_prep.records import ChatRecord
+from nemo_recipes.records.chat import ChatRecord
 
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
 

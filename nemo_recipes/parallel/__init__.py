@@ -1,9 +1,6 @@
-"""Parallel runtime: process groups, seeds, and the CPU device layer.
+"""Parallel runtime: process groups, ranks and seeds over megatron-core (`distributed.py`).
 
-Importing this package installs the CPU device layer when CUDA is absent. Every module of ours that
-imports megatron.core imports this package first, so megatron-core never sees a CUDA-less torch bare.
+Importing it installs the device layer (`nemo_recipes.device`) first, as every megatron user must.
 """
 
-from nemo_recipes.parallel import cpu_device
-
-cpu_device.install()
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import numpy as np
 import torch

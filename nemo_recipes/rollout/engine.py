@@ -6,32 +6,12 @@ A second backend (SGLang, an HTTP server) is one new module implementing `Rollou
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import torch
 
+from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rl_config import SamplingConfig
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One sampled response to a prompt.
-
-    `logprobs[i]` is the engine's log-probability of `token_ids[i]` under the distribution it sampled
-    from: softmax(logits / temperature), renormalised over the top-k / top-p set when those are on.
-    The trainer's policy is softmax(logits / temperature) over the whole vocabulary, so the two agree
-    exactly (up to numerics) only with top_p = 1 and top_k = -1.
-    """
-
-    token_ids: list[int]
-    logprobs: list[float]
-    finish_reason: Literal["stop", "length"]
-    """stop: ended by an end-of-sequence token (included in token_ids); length: max_response_tokens."""
-
-    def __post_init__(self) -> None:
-        if len(self.token_ids) != len(self.logprobs):
-            raise ValueError(f"{len(self.token_ids)} tokens but {len(self.logprobs)} logprobs")
 
 
 class RolloutEngine(Protocol):

@@ -20,26 +20,9 @@ import torch.distributed as dist
 from nemo_recipes.config import GRPOConfig
 from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.data.task_sampler import TaskSampler
-from nemo_recipes.rollout.engine import Completion, RolloutEngine
+from nemo_recipes.records.rollout import RolloutGroup
+from nemo_recipes.rollout.engine import RolloutEngine
 from nemo_recipes.tasks import TaskTable, score_batch
-
-
-@dataclass(frozen=True)
-class RolloutGroup:
-    """The responses to one prompt, with their task rewards (before any length penalty)."""
-
-    position: int
-    """Draw position of the prompt in the stage's prompt stream."""
-    task: str
-    prompt_ids: list[int]
-    completions: list[Completion]
-    rewards: list[float]
-    equivalent: list[bool]
-    """Whether each response reaches the task's `equivalent_at` score (its pass rate)."""
-
-    @property
-    def informative(self) -> bool:
-        return len(set(self.rewards)) > 1
 
 
 @dataclass(frozen=True)

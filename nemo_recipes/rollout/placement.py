@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import torch.distributed as dist
 from megatron.core import parallel_state

@@ -32,11 +32,11 @@ import torch.distributed as dist
 from safetensors.torch import save as save_safetensors
 
 from conversion.hf_io import write_config, write_tokenizer
+from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig, resolve_asset
+from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rl_config import RolloutEngineConfig, SamplingConfig
 from nemo_recipes.rollout import orphan_guard
-from nemo_recipes.rollout.engine import Completion
-from nemo_recipes.training import preemption
 
 REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
 DEFAULT_REFIT_CHUNK_BYTES = 512 << 20

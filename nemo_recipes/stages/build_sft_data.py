@@ -15,10 +15,10 @@ import os
 import random
 from pathlib import Path
 
-from data_prep.records import ChatMessage, ChatRecord
 from nemo_recipes.config import RunConfig, SFTDataConfig
 from nemo_recipes.config_loader import ConfigError
 from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
+from nemo_recipes.records.chat import ChatMessage, ChatRecord
 from nemo_recipes.tasks import TaskRecord, TaskTable, load_task_table, read_task_records
 
 OUT_DIR = "sft_data"

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoTokenizer
 
 from conversion.weights import initialize_from
+from nemo_recipes import preemption
 from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.checkpoint.manager import (
     TrainerState,
@@ -38,17 +39,17 @@ from nemo_recipes.data.rl_prompts import Prompt, load_prompts
 from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.model.build import build_model, resolve_transformer_impl
-from nemo_recipes.model.reference import build_reference
-from nemo_recipes.rollout.groups import RolloutGroup, StepGroups, collect_step_groups
+from nemo_recipes.records.rollout import RolloutGroup
+from nemo_recipes.rollout.groups import StepGroups, collect_step_groups
 from nemo_recipes.rollout.placement import hosts_engine
 from nemo_recipes.rollout.refit import refit_engine
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
 from nemo_recipes.run_dir import provenance, write_run_files
 from nemo_recipes.stages.sft import StageOutcome
 from nemo_recipes.tasks import TaskTable, load_task_table
-from nemo_recipes.training import preemption
 from nemo_recipes.training.optimizer import build_optimizer
 from nemo_recipes.training.policy_step import train_on_groups
+from nemo_recipes.training.reference import build_reference
 from nemo_recipes.training.step import StepResult
 
 

@@ -24,7 +24,7 @@ import torch
 from transformers import AutoTokenizer
 
 from conversion.weights import initialize_from
-from data_prep.records import read_chat_records
+from nemo_recipes import preemption
 from nemo_recipes.algorithms.sft_loss import masked_token_loss
 from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.checkpoint.manager import (
@@ -44,8 +44,8 @@ from nemo_recipes.data.sft_dataset import (
 )
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.model.build import build_model, resolve_transformer_impl
+from nemo_recipes.records.chat import read_chat_records
 from nemo_recipes.run_dir import provenance, write_run_files
-from nemo_recipes.training import preemption
 from nemo_recipes.training.optimizer import build_optimizer
 from nemo_recipes.training.step import StepResult, run_step
 

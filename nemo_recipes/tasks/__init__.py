@@ -11,10 +11,10 @@ Public API (what the GRPO and eval stages call)::
 See ``docs/tasks.md``.
 """
 
+from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.registry import evaluate, score, score_batch
 from nemo_recipes.tasks.result import RewardResult
 from nemo_recipes.tasks.rewards import REWARD_KINDS, RewardKind, RewardSpec, run_reward
-from nemo_recipes.tasks.schema import TaskRecord
 from nemo_recipes.tasks.table import (
     TaskReadResult,
     TaskSpec,

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult
 from nemo_recipes.tasks.rewards import run_reward
-from nemo_recipes.tasks.schema import TaskRecord
 from nemo_recipes.tasks.table import TaskTable
 
 

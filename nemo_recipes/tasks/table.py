@@ -15,11 +15,11 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, field_validator
 
-from data_prep.records import RecordError, RecordValidationError
 from nemo_recipes.config import resolve_asset
 from nemo_recipes.config_loader import ConfigError, StrictModel, load_config
+from nemo_recipes.records.chat import RecordError, RecordValidationError
+from nemo_recipes.records.task import Language, TaskName, TaskRecord, iter_task_record_lines
 from nemo_recipes.tasks.rewards import RewardSpec, check_reward_record
-from nemo_recipes.tasks.schema import Language, TaskName, TaskRecord, iter_task_record_lines
 
 
 class TaskSpec(StrictModel):
@@ -133,7 +133,7 @@ def read_task_records(
 ) -> TaskReadResult:
     """Read a JSONL file of task records, checked against the schema and the task table.
 
-    ``on_error="raise"`` raises :class:`~data_prep.records.RecordValidationError` (file, line, field)
+    ``on_error="raise"`` raises :class:`~nemo_recipes.records.chat.RecordValidationError` (file, line, field)
     at the first bad line; ``"skip"`` drops bad lines and keeps their errors in the result.
     """
     if on_error not in ("raise", "skip"):

@@ -16,7 +16,7 @@ from pydantic import Field
 from nemo_recipes.config_loader import StrictModel
 
 if TYPE_CHECKING:
-    from nemo_recipes.tasks.schema import TaskRecord
+    from nemo_recipes.records.task import TaskRecord
 
 ExtractRule = Literal[
     "full", "first_line", "last_line", "last_number", "after_marker", "regex", "boxed", "code_block"

@@ -20,7 +20,7 @@ from pathlib import Path
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from data_prep.records import read_chat_records
+from nemo_recipes.records.chat import read_chat_records
 
 ENDOFTEXT_TOKEN = "<|endoftext|>"
 IM_START_TOKEN = "<|im_start|>"

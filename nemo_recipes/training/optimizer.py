@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import torch
 from megatron.core.distributed import finalize_model_grads

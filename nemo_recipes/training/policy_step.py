@@ -16,8 +16,8 @@ import torch
 from nemo_recipes.algorithms.grpo import group_advantages, overlong_penalty, policy_loss
 from nemo_recipes.config import GRPOConfig
 from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, collate_rollouts
+from nemo_recipes.records.rollout import RolloutGroup
 from nemo_recipes.rl_config import PolicyLossConfig
-from nemo_recipes.rollout.groups import RolloutGroup
 from nemo_recipes.training.logprobs import compute_logprobs, token_entropy, token_logprobs
 from nemo_recipes.training.step import StepResult, run_step
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import torch
 import torch.distributed as dist

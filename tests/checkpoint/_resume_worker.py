@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import torch
 import torch.distributed as dist

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
 
 import torch

@@ -24,7 +24,7 @@ KV_CACHE_BYTES = 64 << 20
 
 def trainer_logprobs(export_dir: Path, ckpt: Path, ids: list[int]) -> list[float]:
     """log p(ids[i] | ids[:i]) for i >= 1 from the megatron model holding the checkpoint."""
-    import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+    import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
     from conversion.convert import build_for_conversion, model_parallel
     from conversion.hf_config import read_hf_config

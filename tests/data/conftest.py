@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from data_prep.records import ChatRecord, read_chat_records
+from nemo_recipes.records.chat import ChatRecord, read_chat_records
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_TOKENIZER_DIR = REPO / "nemo_recipes" / "assets" / "tokenizer" / "tiny"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.records import ChatRecord, RecordError, RecordValidationError, read_chat_records
+from nemo_recipes.records.chat import ChatRecord, RecordError, RecordValidationError, read_chat_records
 
 GOOD = {
     "messages": [

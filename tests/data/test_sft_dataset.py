@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from data_prep.records import ChatRecord
 from nemo_recipes.data.sft_dataset import (
     ChatTemplateError,
     PackedRow,
@@ -19,6 +18,7 @@ from nemo_recipes.data.sft_dataset import (
     tokenize_chat,
     unpacked_rows,
 )
+from nemo_recipes.records.chat import ChatRecord
 
 PAD = 0
 MULTI_TURN = ChatRecord.model_validate(

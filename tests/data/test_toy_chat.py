@@ -6,8 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from data_prep.records import ChatRecord, read_chat_records
 from data_prep.toy_chat import LABEL_OF_WORD, TOY_TASKS, generate_toy_chat, main
+from nemo_recipes.records.chat import ChatRecord, read_chat_records
 
 TOY_CHAT_DIR = Path(__file__).resolve().parents[2] / "nemo_recipes" / "assets" / "data" / "toy_chat"
 

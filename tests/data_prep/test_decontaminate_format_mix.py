@@ -15,7 +15,7 @@ from data_prep.steps.decontaminate import Decontaminate, DecontaminateConfig
 from data_prep.steps.mix import Mix, MixConfig, MixTooSmallError
 from data_prep.steps.to_task import ToTask, ToTaskConfig
 from data_prep.text_keys import match_key
-from nemo_recipes.tasks.schema import TaskRecord
+from nemo_recipes.records.task import TaskRecord
 from tests.conftest import REPO
 from tests.data_prep.corpus import en_sentences, zh_reviews
 from tests.data_prep.helpers import make_recipe, read_output, write_jsonl

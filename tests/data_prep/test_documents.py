@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from data_prep.documents import read_input_file, render_output
-from data_prep.records import RecordValidationError
+from nemo_recipes.records.chat import RecordValidationError
 from tests.data_prep.helpers import write_jsonl
 
 ROWS = [

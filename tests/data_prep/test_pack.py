@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import numpy as np
 import pytest

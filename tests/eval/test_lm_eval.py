@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from eval.config import EvalConfig
 from eval.lm_eval_suite import DEFAULT_INCLUDE_PATH, run_lm_eval
 from eval.model_source import hf_model_dir
 from eval.runner import add_lm_eval, run_eval
 from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.eval_config import EvalConfig
 
 TASKS = ["redone_arith_mc", "redone_arith_gen"]
 ITEMS = 20

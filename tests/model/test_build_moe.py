@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 import pytest
 import torch

@@ -4,8 +4,8 @@ import logging
 import subprocess
 import sys
 
-import nemo_recipes.parallel  # noqa: F401  installs the layer before megatron.core is imported
-from nemo_recipes.parallel import cpu_device
+import nemo_recipes.device  # noqa: F401  installs the layer before megatron.core is imported
+from nemo_recipes.device import cpu as cpu_device
 
 import pytest
 import torch
@@ -29,7 +29,7 @@ def test_install_is_idempotent_and_reports_installed():
     ids=["megatron_imported_first", "function_mode_active"],
 )
 def test_install_refuses_to_run_where_it_cannot_take_effect(before):
-    code = f"{before}\nimport nemo_recipes.parallel"
+    code = f"{before}\nimport nemo_recipes.device"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "RuntimeError" in result.stderr and "CPU device layer" in result.stderr
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
-from nemo_recipes.rollout.engine import Completion
+from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rollout.vllm_engine import safetensors_chunks
 
 

@@ -10,13 +10,13 @@ import pytest
 import torch.distributed as dist
 from transformers import AutoTokenizer
 
-from data_prep.records import RecordValidationError
 from nemo_recipes.config import GRPOConfig, resolve_asset
 from nemo_recipes.config_loader import ConfigError
 from nemo_recipes.data.rl_prompts import Prompt, load_prompts
 from nemo_recipes.data.task_sampler import TaskSampler
+from nemo_recipes.records.chat import RecordValidationError
+from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rl_config import SamplingConfig
-from nemo_recipes.rollout.engine import Completion
 from nemo_recipes.rollout.groups import collect_step_groups, sample_seed
 from nemo_recipes.tasks import load_task_table
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.manifest import read_manifest
+from nemo_recipes.pipeline.manifest import read_manifest
 from tests.slurm.conftest import (
     job_fields,
     job_log,

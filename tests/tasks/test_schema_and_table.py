@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.records import RecordValidationError
 from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.records.chat import RecordValidationError
 from nemo_recipes.tasks import (
     TaskRecord,
     UnknownTaskError,

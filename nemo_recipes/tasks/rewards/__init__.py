@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult
 from nemo_recipes.tasks.rewards import (
     bleu,
@@ -32,7 +33,6 @@ from nemo_recipes.tasks.rewards import (
     set_f1,
     span_f1,
 )
-from nemo_recipes.tasks.schema import TaskRecord
 
 ScoreFn = Callable[[str, TaskRecord, Any], RewardResult]
 CheckFn = Callable[[TaskRecord, Any], list[tuple[str, str]]]

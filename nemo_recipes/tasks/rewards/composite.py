@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, PositiveFloat
 
 from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult
-from nemo_recipes.tasks.schema import TaskRecord
 
 if TYPE_CHECKING:
     from nemo_recipes.tasks.rewards import RewardSpec

@@ -26,14 +26,14 @@ from typing import Any
 import yaml
 
 from nemo_recipes.checkpoint.files import latest_checkpoint
-from nemo_recipes.child_process import STOPPED, ChildRunner
 from nemo_recipes.config import RunConfig, resolve_asset
 from nemo_recipes.config_loader import ConfigError, config_hash
 from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
-from nemo_recipes.manifest import changed_keys, file_digest, read_manifest, write_manifest
 from nemo_recipes.metrics import summarize_metrics
+from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
+from nemo_recipes.pipeline.manifest import changed_keys, file_digest, read_manifest, write_manifest
+from nemo_recipes.pipeline.report import STAGE_LABELS, format_scores, write_final_report
 from nemo_recipes.pipeline_config import LAUNCH_KEYS, UNITS
-from nemo_recipes.pipeline_report import STAGE_LABELS, format_scores, write_final_report
 from nemo_recipes.tasks import load_task_table
 
 
@@ -416,7 +416,7 @@ def _scores(outputs: dict) -> str:
 
 def run_pipeline(cfg: RunConfig, nproc: int = 1, verbose: bool = False, redo_from: str | None = None) -> int:
     """Check the recipe, then run (or resume) the pipeline it describes; returns the exit code."""
-    from nemo_recipes.preflight import preflight
+    from nemo_recipes.pipeline.preflight import preflight
 
     preflight(cfg, nproc)
     root = cfg.run_dir.resolve()

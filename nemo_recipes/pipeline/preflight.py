@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from data_prep.records import read_chat_records
 from nemo_recipes.config import RunConfig, check_launch, resolve_asset
 from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.records.chat import read_chat_records
 from nemo_recipes.tasks import TaskTable, load_task_table, read_task_records
 from nemo_recipes.tasks.table import UnknownTaskError
 

@@ -1,9 +1,9 @@
 """The task record: one SNS or general example, tagged with its task, language and split (torch-free).
 
 A record is a question/answer pair or a chat conversation (``messages``, the last one from the
-assistant, which is then the answer). It composes the chat schema of ``data_prep.records``: messages
-are validated by :class:`~data_prep.records.ChatRecord`, errors are the same
-:class:`~data_prep.records.RecordError` (file, line, field, message), and :meth:`TaskRecord.to_chat`
+assistant, which is then the answer). It composes the chat schema of ``nemo_recipes.records.chat``: messages
+are validated by :class:`~nemo_recipes.records.chat.ChatRecord`, errors are the same
+:class:`~nemo_recipes.records.chat.RecordError` (file, line, field, message), and :meth:`TaskRecord.to_chat`
 gives the ChatRecord the SFT stage trains on. Checks that need the task table (unknown task, answer
 not a label, missing test code...) live in :mod:`nemo_recipes.tasks.table`. See ``docs/tasks.md``.
 """
@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from data_prep.records import (
+from nemo_recipes.records.chat import (
     CONVERSATION_ERROR,
     ChatMessage,
     ChatRecord,
@@ -41,7 +41,7 @@ TaskName = Annotated[str, StringConstraints(strict=True, pattern=r"^[a-z][a-z0-9
 
 
 def _rule_error(field: str, problem: str) -> PydanticCustomError:
-    """An error whose field path is exact (rendered by data_prep.records like the chat rules)."""
+    """An error whose field path is exact (rendered by nemo_recipes.records.chat like the chat rules)."""
     return PydanticCustomError(CONVERSATION_ERROR, "{field}: {problem}", {"field": field, "problem": problem})
 
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from eval.report import compare, load_report
-from nemo_recipes.manifest import read_manifest
+from nemo_recipes.pipeline.manifest import read_manifest
 from nemo_recipes.pipeline_config import UNITS
 
 STAGE_LABELS = {

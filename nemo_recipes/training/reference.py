@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nemo_recipes.parallel  # noqa: F401  (CPU device layer before megatron.core)
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 
 from megatron.core.transformer.module import Float16Module
 

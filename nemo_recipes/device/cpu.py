@@ -2,7 +2,7 @@
 
 This module owns every CUDA -> CPU stand-in the trainer needs. `install()` applies them once, only
 when CUDA is absent, and must run before `megatron.core` is first imported (importing
-`nemo_recipes.parallel` does it). No library file is edited. Pieces, one section each below:
+`nemo_recipes.device` does it). No library file is edited. Pieces, one section each below:
   * `torch.cuda.current_device()` -> `torch.device("cpu")`;
   * the CUDA RNG API -> the CPU default generator, and `torch.cuda._lazy_call` runs at once;
   * no-op synchronize / empty_cache / streams / events / nvtx ranges;
@@ -14,7 +14,7 @@ when CUDA is absent, and must run before `megatron.core` is first imported (impo
 Limits: the function mode is per thread and autograd switches it off inside backward, so there
 (and in other threads) only the patched functions apply; hence current_device returns a
 torch.device, usable as-is, not the ordinal 0. A process started with "spawn" must import
-`nemo_recipes.parallel` itself. Warnings raised inside torch calls point at this file's
+`nemo_recipes.device` itself. Warnings raised inside torch calls point at this file's
 `__torch_function__` line instead of the caller.
 
 Cost (2-core CPU, torch 2.13): +1.1 to 2.0 us per torch call made from Python (torch.add on
@@ -49,7 +49,7 @@ def install() -> bool:
     if "megatron.core.tensor_parallel.random" in sys.modules:
         # That module binds torch.cuda._lazy_call at import; patching later would silently leave
         # megatron's RNG tracker unable to restore state.
-        raise RuntimeError("import nemo_recipes.parallel before megatron.core (CPU device layer)")
+        raise RuntimeError("import nemo_recipes.device before megatron.core (CPU device layer)")
     if torch._C._len_torch_function_stack():
         # A mode entered by a `with` (e.g. torch.device(...)) pops whatever is on top at its exit:
         # it would pop ours and leave itself active for good.

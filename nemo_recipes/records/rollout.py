@@ -1,0 +1,48 @@
+"""Rollout records: what an engine returns (`Completion`) and what the trainer learns from (`RolloutGroup`).
+
+Torch-free dataclasses, so the engine side (rollout/) and the trainer side (training/) share them
+without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled response to a prompt.
+
+    `logprobs[i]` is the engine's log-probability of `token_ids[i]` under the distribution it sampled
+    from: softmax(logits / temperature), renormalised over the top-k / top-p set when those are on.
+    The trainer's policy is softmax(logits / temperature) over the whole vocabulary, so the two agree
+    exactly (up to numerics) only with top_p = 1 and top_k = -1.
+    """
+
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: Literal["stop", "length"]
+    """stop: ended by an end-of-sequence token (included in token_ids); length: max_response_tokens."""
+
+    def __post_init__(self) -> None:
+        if len(self.token_ids) != len(self.logprobs):
+            raise ValueError(f"{len(self.token_ids)} tokens but {len(self.logprobs)} logprobs")
+
+
+@dataclass(frozen=True)
+class RolloutGroup:
+    """The responses to one prompt, with their task rewards (before any length penalty)."""
+
+    position: int
+    """Draw position of the prompt in the stage's prompt stream."""
+    task: str
+    prompt_ids: list[int]
+    completions: list[Completion]
+    rewards: list[float]
+    equivalent: list[bool]
+    """Whether each response reaches the task's `equivalent_at` score (its pass rate)."""
+
+    @property
+    def informative(self) -> bool:
+        return len(set(self.rewards)) > 1
