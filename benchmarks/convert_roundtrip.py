@@ -6,9 +6,7 @@ tensor of the HF directory with safetensors and writing it back, the I/O any con
 export is also checked bit-exact against the source, and `verify` runs on the converted checkpoint.
 Usage:
 
-    python -m benchmarks.convert_roundtrip [--workdir DIR] [--dtype bfloat16] [--skip-verify]
-
-(Run as a module from the repository root: as a file, its name would shadow the `conversion` package.)
+    python benchmarks/convert_roundtrip.py [--workdir DIR] [--dtype bfloat16] [--skip-verify]
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conversion.hf_io import expected_hf_shapes, read_hf_tensors, write_safetensors_shards
-from nemo_recipes.config import ASSETS
+from nemo_recipes.config.assets import ASSETS
 
 QWEN3_0_6B_SHAPE = {
     "architectures": ["Qwen3ForCausalLM"],

@@ -22,8 +22,8 @@ from nemo_recipes.parallel.distributed import init_distributed, read_launch_env,
 import torch
 
 from nemo_recipes.config import RunConfig, check_launch
-from nemo_recipes.config_loader import load_config
-from nemo_recipes.rollout.groups import sample_seed
+from nemo_recipes.config.loader import load_config
+from nemo_recipes.rollout.generate import sample_seed
 from nemo_recipes.stages.grpo import start_session
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     init_distributed(cfg.parallel, launch)
     try:
         seed_all(cfg.seed)
-        session, _, _ = start_session(cfg, 1)
+        session = start_session(cfg, (0, 1))
         names = ("generate (bare vLLM)", "collect (ours)", "old logprobs", "updates", "refit")
         phases: dict[str, list[float]] = {name: [] for name in names}
         tokens: list[int] = []
@@ -63,9 +63,9 @@ def main() -> None:
             # Alternate which side goes first: the second one finds the prompts in vLLM's prefix cache.
             if step % 2:
                 t_collect, collected = timed(session.collect, cfg, position)
-                t_bare, _ = timed(session.engine.generate, prompts, cfg.grpo.sampling, seeds)
+                t_bare, _ = timed(session.engine.generate, prompts, cfg.grpo.generation, seeds)
             else:
-                t_bare, _ = timed(session.engine.generate, prompts, cfg.grpo.sampling, seeds)
+                t_bare, _ = timed(session.engine.generate, prompts, cfg.grpo.generation, seeds)
                 t_collect, collected = timed(session.collect, cfg, position)
             position = collected.next_position
             t_train, (_, t_logprobs) = timed(session.train, cfg, collected.groups)
@@ -81,7 +81,7 @@ def main() -> None:
         g = cfg.grpo
         print(
             f"model={cfg.model.hf_config} dtype={cfg.model.dtype} prompts/step={g.prompts_per_step} "
-            f"n={g.sampling.num_generations_per_prompt} max_response={g.sampling.max_response_tokens} "
+            f"n={g.generation.num_generations_per_prompt} max_response={g.generation.max_response_tokens} "
             f"threads={torch.get_num_threads()}"
         )
         for name, value in med.items():

@@ -18,8 +18,9 @@ from nemo_recipes.parallel.distributed import init_distributed, read_launch_env,
 import torch
 from transformers import AutoTokenizer
 
-from nemo_recipes.config import RunConfig, resolve_asset
-from nemo_recipes.config_loader import load_config
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import load_config
 from nemo_recipes.model.build import build_model
 from nemo_recipes.stages.sft import (
     global_batch_indices,

@@ -38,7 +38,10 @@ from nemo_recipes.checkpoint.manager import (
     model_sharded_state_dict,
     save_model_weights,
 )
-from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import load_config
+from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import (
     ArchSpec,
     build_gpt_chunks,
@@ -129,16 +132,11 @@ def _run_config_model(ckpt: Path) -> ModelConfig | None:
     run_config = ckpt.parent.parent / "config.yaml"
     if ckpt.parent.name != "checkpoints" or not run_config.is_file():
         return None
-    from nemo_recipes.config import RunConfig
-    from nemo_recipes.config_loader import load_config
-
     return load_config(RunConfig, run_config, []).model
 
 
 def export_sources(ckpt: Path, hf_config: str | None, tokenizer: str | None) -> tuple[Path, Path]:
     """Where config.json and the tokenizer come from: flags, else the run's config.yaml, else hf_source/."""
-    from nemo_recipes.config import resolve_asset
-
     run_model = _run_config_model(ckpt)
     embedded = ckpt / HF_SOURCE_DIR
     picked = []

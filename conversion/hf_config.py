@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.loader import ConfigError
 
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen3_moe", "qwen2", "llama")
 """HF model_type values with a mapping (conversion.mapping.BRIDGES) and a builder family."""

@@ -24,7 +24,7 @@ from conversion.hf_io import check_hf_weights
 from conversion.mapping import EMBED_NAME, LM_HEAD_NAME, bare_model, bridge_for
 from nemo_recipes.checkpoint.files import WEIGHTS_FILE, is_hf_dir
 from nemo_recipes.checkpoint.manager import load_model_weights, save_model_weights
-from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import transformer_config
 
 IMPORT_SOURCE_FILE = "hf_source.json"

@@ -15,7 +15,7 @@ from data_prep.report import format_report
 from data_prep.runner import RecipeMismatchError, run_recipe
 from data_prep.steps.dsir import SelectionTooLargeError
 from data_prep.steps.mix import MixTooSmallError
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.loader import ConfigError, load_config
 
 
 def rank_and_world_size() -> tuple[int, int]:

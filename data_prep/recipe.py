@@ -1,6 +1,6 @@
 """The `redone data` recipe: inputs, the ordered steps, where results go, how many processes.
 
-Loaded with :func:`nemo_recipes.config_loader.load_config` (strict: an unknown key or step kind fails
+Loaded with :func:`nemo_recipes.config.loader.load_config` (strict: an unknown key or step kind fails
 naming the file, line, key path and what is allowed; ``--set`` overrides work as for training).
 """
 
@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from data_prep.documents import InputFormat
 from data_prep.steps import AnyStepConfig
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 
 class InputSource(StrictModel):

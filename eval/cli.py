@@ -6,6 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from eval.report import compare, load_report
+from nemo_recipes import preemption
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import load_config
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(nproc=1)
@@ -16,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "reports", nargs="*", help="with `compare`: report.json files or eval directories, in order"
     )
     parser.add_argument("--out", type=Path, help="output directory (default: eval_results/<model name>)")
-    parser.add_argument("--config", type=Path, help="eval config YAML (keys of eval.config.EvalConfig)")
+    parser.add_argument(
+        "--config", type=Path, help="run recipe YAML: its eval, task_table, engine, model and seed"
+    )
     parser.add_argument("--suite", help="comma-separated: sns,translation,general (default: all three)")
     parser.add_argument("--tasks", help="comma-separated task names (default: every task of the suites)")
     parser.add_argument(
@@ -32,18 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _overrides(args: argparse.Namespace) -> list[str]:
     sets = []
     if args.suite:
-        sets.append(f"suites=[{args.suite}]")
+        sets.append(f"eval.suites=[{args.suite}]")
     if args.tasks:
-        sets.append(f"tasks=[{args.tasks}]")
+        sets.append(f"eval.tasks=[{args.tasks}]")
     if args.data:
-        sets.append(f"data=[{','.join(args.data)}]")
+        sets.append(f"eval.data=[{','.join(args.data)}]")
     if args.task_table:
         sets.append(f"task_table={args.task_table}")
     return sets + args.overrides
 
 
 def run(args: argparse.Namespace) -> int:
-    from eval.report import compare, load_report
 
     if args.model == "compare":
         if not args.reports or not args.out:
@@ -59,14 +65,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.reports:
         raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")
-    from nemo_recipes import preemption
-    from nemo_recipes.config_loader import load_config
-
     preemption.install_handlers()  # first: a stop signal ends generation after a saved batch
-    from eval.runner import run_eval
-    from nemo_recipes.eval_config import EvalConfig
+    from eval.runner import run_eval  # torch and vLLM: after the handlers, and not for `--help`
 
-    cfg = load_config(EvalConfig, args.config, _overrides(args))
+    cfg = load_config(RunConfig, args.config, _overrides(args))
     model = Path(args.model)
     out = args.out or Path("eval_results") / model.name
     try:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.loader import ConfigError
 
 DEFAULT_INCLUDE_PATH = Path(__file__).resolve().parents[1] / "nemo_recipes" / "assets" / "lm_eval"
 """The shipped local tasks (`redone_arith_mc`, `redone_arith_gen`)."""

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE, is_checkpoint, is_hf_dir
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.model import ModelConfig
 
 
 def check_model_source(model: Path) -> None:
     """`model` is an HF model directory or a complete checkpoint of ours (else a ConfigError)."""
-    from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE, is_checkpoint, is_hf_dir
-    from nemo_recipes.config_loader import ConfigError
-
     model = Path(model)
     if not (is_hf_dir(model) or is_checkpoint(model)):
         raise ConfigError(
@@ -24,8 +26,7 @@ def hf_model_dir(
     """`model` itself when it is an HF model directory; else our checkpoint exported (in its own dtype)
     to `work_dir/hf` once, reused by later runs (the export publishes atomically). `hf_config` and
     `tokenizer` name the architecture and tokenizer when the checkpoint's run does not record them."""
-    from conversion.convert import checkpoint_dtype, mcore_to_hf
-    from nemo_recipes.checkpoint.files import is_hf_dir
+    from conversion.convert import checkpoint_dtype, mcore_to_hf  # megatron: only to export a checkpoint
 
     model = Path(model)
     if is_hf_dir(model):
@@ -36,12 +37,18 @@ def hf_model_dir(
     return out
 
 
+def stated_model_sources(model: ModelConfig) -> tuple[str | None, str | None]:
+    """(hf_config, tokenizer) for exporting a checkpoint: those the config states explicitly (a recipe
+    or `--set`), else None, so that the checkpoint's own run config decides (a default never does)."""
+    stated = model.model_fields_set
+    return (
+        model.hf_config if "hf_config" in stated else None,
+        model.tokenizer if "tokenizer" in stated else None,
+    )
+
+
 def context_budget(hf_dir: Path, max_prompt_tokens: int, max_response_tokens: int) -> tuple[int, int]:
     """(engine max length, longest prompt allowed): prompt + response, bounded by the model's window."""
-    import json
-
-    from nemo_recipes.config_loader import ConfigError
-
     max_len = max_prompt_tokens + max_response_tokens
     config = json.loads((Path(hf_dir) / "config.json").read_text(encoding="utf-8"))
     positions = config.get("max_position_embeddings")

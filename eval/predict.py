@@ -16,10 +16,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from nemo_recipes import preemption
+from nemo_recipes.config.generation import GenerationConfig
 from nemo_recipes.data.rl_prompts import Prompt
-from nemo_recipes.rl_config import SamplingConfig
 from nemo_recipes.rollout.engine import RolloutEngine
-from nemo_recipes.rollout.groups import sample_seed
+from nemo_recipes.rollout.generate import generate
 
 
 def item_key(prompt: Prompt) -> str:
@@ -63,7 +63,7 @@ def predict(
     engine: RolloutEngine,
     tokenizer,
     prompts: Sequence[Prompt],
-    sampling: SamplingConfig,
+    generation: GenerationConfig,
     out: Path,
     batch_size: int,
     seed: int,
@@ -82,12 +82,11 @@ def predict(
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             keys = [item_key(p) for p in batch]
-            outputs = engine.generate(
-                [p.token_ids for p in batch], sampling, [sample_seed(seed, k) for k in keys]
-            )
             lines = []
-            for prompt, key, completions in zip(batch, keys, outputs, strict=True):
-                text = tokenizer.decode(completions[0].token_ids, skip_special_tokens=True)
+            for key, generated in zip(
+                keys, generate(engine, batch, keys, generation, tokenizer, seed), strict=True
+            ):
+                prompt, text = generated.prompt, generated.texts[0]
                 done[key] = text
                 row = {"key": key, "task": prompt.record.task, "id": prompt.record.id, "response": text}
                 lines.append(json.dumps(row, ensure_ascii=False) + "\n")

@@ -6,11 +6,17 @@ import json
 import time
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
+from eval.model_source import check_model_source, context_budget, hf_model_dir, stated_model_sources
 from eval.predict import item_key, predict
 from eval.report import write_report
 from eval.scoring import Item, score_suites, suite_of
-from nemo_recipes.config_loader import ConfigError
-from nemo_recipes.eval_config import EvalConfig
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.data.rl_prompts import load_prompts
+from nemo_recipes.rollout.vllm_engine import VLLMEngine
+from nemo_recipes.tasks import load_task_table
 
 MODEL_FILE = "model.json"
 """In the output directory: which model its predictions belong to."""
@@ -44,84 +50,64 @@ def add_lm_eval(general: dict | None, harness: dict) -> dict:
     return general
 
 
-def run_eval(
-    model: Path, cfg: EvalConfig, out: Path, label: str | None = None, progress: bool = True
-) -> dict:
-    """Evaluate `model` (an HF directory or our checkpoint); returns the report written under `out`."""
-    from transformers import AutoTokenizer
-
-    from eval.model_source import check_model_source, context_budget, hf_model_dir
-    from nemo_recipes.data.rl_prompts import load_prompts
-    from nemo_recipes.rl_config import SamplingConfig
-    from nemo_recipes.rollout.vllm_engine import VLLMEngine
-    from nemo_recipes.tasks import load_task_table
-
+def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, progress: bool = True) -> dict:
+    """Evaluate `model` (an HF directory or our checkpoint) as `cfg.eval` says, with the run's task
+    table, engine and seed; returns the report written under `out`."""
     start = time.perf_counter()
+    ev, generation = cfg.eval, cfg.eval.generation
     check_model_source(model)
     claim_out_dir(out, model)
     table = load_task_table(cfg.task_table)
-    unknown = [t for t in cfg.tasks if t not in table.names]
+    unknown = [t for t in ev.tasks if t not in table.names]
     if unknown:
-        raise ConfigError(f"eval tasks {unknown} are not in the task table {cfg.task_table} ({table.names})")
-    hf_dir = hf_model_dir(model, out, cfg.hf_config, cfg.tokenizer)
+        raise ConfigError(f"eval.tasks {unknown} are not in the task table {cfg.task_table} ({table.names})")
+    hf_dir = hf_model_dir(model, out, *stated_model_sources(cfg.model))
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    max_len, max_prompt = context_budget(hf_dir, cfg.max_prompt_tokens, cfg.max_response_tokens)
-    loaded = load_prompts(cfg.data, table, tokenizer, max_prompt, cfg.on_bad_record)
+    max_len, max_prompt = context_budget(hf_dir, generation.max_prompt_tokens, generation.max_response_tokens)
+    loaded = load_prompts(ev.data, table, tokenizer, max_prompt, ev.on_bad_record, "eval.data")
     prompts = [
         p
         for p in loaded.prompts
-        if suite_of(table, p.record.task) in cfg.suites and (not cfg.tasks or p.record.task in cfg.tasks)
+        if suite_of(table, p.record.task) in ev.suites and (not ev.tasks or p.record.task in ev.tasks)
     ]
-    lm_eval_wanted = bool(cfg.lm_eval_tasks) and "general" in cfg.suites
+    lm_eval_wanted = bool(ev.lm_eval_tasks) and "general" in ev.suites
     if not prompts and not lm_eval_wanted:
         raise ConfigError(
-            f"eval data {cfg.data}: no records of suites {cfg.suites} / tasks {cfg.tasks or 'any'}"
+            f"eval.data {ev.data}: no records of suites {ev.suites} / tasks {ev.tasks or 'any'}"
         )
     if lm_eval_wanted:  # unknown lm-eval tasks fail now, not after generation
         from eval.lm_eval_suite import DEFAULT_INCLUDE_PATH, task_specs
 
-        task_specs(cfg.lm_eval_tasks, [Path(p) for p in cfg.lm_eval_include_path] or [DEFAULT_INCLUDE_PATH])
-    sampling = SamplingConfig(
-        num_generations_per_prompt=1,
-        temperature=cfg.temperature,
-        max_response_tokens=cfg.max_response_tokens,
-    )
+        task_specs(ev.lm_eval_tasks, [Path(p) for p in ev.lm_eval_include_path] or [DEFAULT_INCLUDE_PATH])
     responses = {}
     if prompts:
-        engine = VLLMEngine(
-            hf_dir,
-            cfg.dtype,
-            cfg.engine,
-            max_len,
-            seed=cfg.seed,
-            load_weights=True,
-        )
+        engine = VLLMEngine(hf_dir, cfg.engine.dtype, cfg.engine, max_len, seed=cfg.seed, load_weights=True)
         try:
             responses = predict(
                 engine,
                 tokenizer,
                 prompts,
-                sampling,
+                generation,
                 out / "predictions.jsonl",
-                cfg.batch_size,
+                ev.batch_size,
                 cfg.seed,
                 progress,
             )
         finally:
             engine.shutdown()
     items = [Item(p.record, responses[item_key(p)]) for p in prompts]
-    suites = score_suites(table, items, cfg.suites)
+    suites = score_suites(table, items, ev.suites)
     if lm_eval_wanted:  # after the engine is gone: lm-eval loads the model itself (HF backend)
         from eval.lm_eval_suite import run_lm_eval
 
         harness = run_lm_eval(
             hf_dir,
-            cfg.lm_eval_tasks,
-            [Path(p) for p in cfg.lm_eval_include_path] or None,
-            limit=cfg.lm_eval_limit,
-            batch_size=cfg.lm_eval_batch_size,
+            ev.lm_eval_tasks,
+            [Path(p) for p in ev.lm_eval_include_path] or None,
+            limit=ev.lm_eval_limit,
+            batch_size=ev.lm_eval_batch_size,
             seed=cfg.seed,
-            dtype=cfg.dtype,
+            dtype=cfg.engine.dtype,
             cache=out / "lm_eval_cache",
         )
         suites["general"] = add_lm_eval(suites.get("general"), harness)

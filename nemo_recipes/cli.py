@@ -12,13 +12,16 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from conversion import cli as convert_cli
 from eval import cli as eval_cli
 from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.explain import explain
+from nemo_recipes.config.loader import ConfigError, load_config
+from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.launcher import relaunch_under_torchrun
-from nemo_recipes.pipeline_config import UNITS
 from nemo_recipes.records.chat import RecordValidationError
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
@@ -114,11 +117,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """Print the resolved config (validates the recipe without building anything)."""
-    import yaml
-
+    """Print the resolved config, or with --explain every field documented (builds nothing)."""
     cfg = load_config(RunConfig, args.recipe, args.overrides)
-    print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+    if args.explain:
+        print(explain(cfg, RunConfig()), end="")
+    else:
+        print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
     return 0
 
 
@@ -139,7 +143,7 @@ COMMANDS = {
         _cmd_init_model,
         "save the configured model, randomly initialised (seeded), as a checkpoint",
     ),
-    "config": (_cmd_config, "validate a recipe and print the resolved config"),
+    "config": (_cmd_config, "validate a recipe and print the resolved config (--explain: every field)"),
     "data": (_cmd_data, "curate raw text into training data: dedup, filters, PII, decontamination, ..."),
     "convert": (convert_cli.run, "HF <-> megatron checkpoints: hf-to-mcore, mcore-to-hf, verify"),
     "eval": (eval_cli.run, "score a checkpoint or HF model on the SNS, translation and general suites"),
@@ -182,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             _add_run_args(p, "local processes (re-launches under torchrun)")
+        if name == "config":
+            p.add_argument(
+                "--explain", action="store_true", help="every field: type, default, the recipe's value, doc"
+            )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
     args = parser.parse_args(argv)

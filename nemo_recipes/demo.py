@@ -10,14 +10,16 @@ Every step resumes: run the command again after an interruption.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from nemo_recipes.checkpoint.files import latest_checkpoint
-from nemo_recipes.config import RunConfig, resolve_asset
-from nemo_recipes.config_loader import load_config
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import load_config
 from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
+from nemo_recipes.pipeline.outputs import EvalUnitOutputs, read_outputs
+from nemo_recipes.pipeline.report import STAGE_LABELS
 from nemo_recipes.pipeline.runner import run_pipeline
 from nemo_recipes.tasks import load_task_table, read_task_records
 
@@ -82,12 +84,14 @@ def warm_up_base(run_dir: Path, tokenizer: Path, warmup: Path, verbose: bool) ->
 
 
 def summary_table(run_dir: Path) -> str:
-    """Suite scores per stage, as printed at the end."""
-    summary = json.loads((run_dir / "final" / "summary.json").read_text(encoding="utf-8"))
-    labels = list(next(iter(summary["suites"].values())))
-    lines = [f"{'':14s}" + "".join(f"{label:>12s}" for label in labels)]
-    for suite, by_stage in summary["suites"].items():
-        cells = ("-" if by_stage.get(label) is None else f"{by_stage[label]:.1f}" for label in labels)
+    """Suite scores per stage (the evaluated units' outputs), as printed at the end."""
+    scores = {
+        label: read_outputs(run_dir / unit, EvalUnitOutputs).scores for unit, label in STAGE_LABELS.items()
+    }
+    lines = [f"{'':14s}" + "".join(f"{label:>12s}" for label in scores)]
+    for suite in dict.fromkeys(suite for by_suite in scores.values() for suite in by_suite):
+        values = (by_suite.get(suite) for by_suite in scores.values())
+        cells = ("-" if value is None else f"{value:.1f}" for value in values)
         lines.append(f"{suite:14s}" + "".join(f"{cell:>12s}" for cell in cells))
     return "\n".join(lines)
 

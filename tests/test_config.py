@@ -4,10 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from nemo_recipes.cli import main
 from nemo_recipes.config import RunConfig, check_launch
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.explain import explain, field_rows
+from nemo_recipes.config.loader import ConfigError, load_config
 
-RECIPES = sorted((Path(__file__).parents[1] / "nemo_recipes" / "recipes").glob("*.yaml"))
+RECIPES_DIR = Path(__file__).parents[1] / "nemo_recipes" / "recipes"
+RECIPES = sorted(RECIPES_DIR.glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -89,7 +92,7 @@ def test_batch_divisibility_and_model_limits() -> None:
     ):
         check_launch(cfg, 2)
     cfg = load_config(
-        RunConfig, None, ["grpo.prompts_per_step=3", "grpo.sampling.num_generations_per_prompt=2"]
+        RunConfig, None, ["grpo.prompts_per_step=3", "grpo.generation.num_generations_per_prompt=2"]
     )
     with pytest.raises(
         ConfigError, match=r"grpo responses per mini-batch .* 6 must be a multiple of grpo.micro"
@@ -140,10 +143,10 @@ def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
 def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:
     cfg = load_config(RunConfig, Path(__file__).parents[1] / "nemo_recipes/recipes/redone_qwen3_4b.yaml")
     grpo = cfg.grpo
-    assert (grpo.prompts_per_step, grpo.sampling.num_generations_per_prompt) == (1024, 16)
+    assert (grpo.prompts_per_step, grpo.generation.num_generations_per_prompt) == (1024, 16)
     assert grpo.prompts_per_step // grpo.mini_batches_per_step == 256
     assert (grpo.loss.clip_eps_low, grpo.loss.clip_eps_high, grpo.loss.kl_coef) == (0.2, 0.28, 0.0)
-    assert (grpo.sampling.max_response_tokens, grpo.overlong.buffer_tokens) == (8192, 4096)
+    assert (grpo.generation.max_response_tokens, grpo.overlong.buffer_tokens) == (8192, 4096)
     assert (grpo.optimizer.lr, grpo.optimizer.lr_schedule, grpo.optimizer.warmup_steps) == (
         5e-6,
         "constant",
@@ -152,7 +155,64 @@ def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:
     assert (grpo.train_steps, grpo.optimizer.weight_decay) == (500, 0.1)
     assert (cfg.sft.seq_length, cfg.sft.global_batch_size, cfg.sft.epochs) == (16384, 64, 2)
     assert (cfg.sft.optimizer.lr, cfg.sft.optimizer.warmup_fraction) == (5e-6, 0.1)
-    assert cfg.sft_data.best_of_n == 8 and 0.05 < cfg.sft_data.rehearsal_ratio < 0.07
+    assert (
+        cfg.sft_data.generation.num_generations_per_prompt == 8 and 0.05 < cfg.sft_data.rehearsal_ratio < 0.07
+    )
     assert cfg.model.hf_config_dict()["tie_word_embeddings"]  # the known conversion trap, exercised
     for stage in ("grpo", "sft"):
         assert check_launch(cfg, world_size=32, stage=stage) == 16
+
+
+def test_a_key_of_an_earlier_version_names_the_new_one(tmp_path: Path) -> None:
+    p = write(tmp_path, "grpo:\n  task_table: toy_rl\n  sampling:\n    temperature: 0.7\neval:\n  seed: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(RunConfig, p, ["sft_data.best_of_n=4"])
+    msg = str(e.value)
+    assert f"{p}:2: 'grpo.task_table' is now 'task_table'" in msg
+    assert f"{p}:3: 'grpo.sampling' is now 'grpo.generation'" in msg
+    assert f"{p}:6: 'eval.seed' is now 'seed'" in msg
+    assert "--set sft_data.best_of_n=4: 'sft_data.best_of_n' is now " in msg
+    assert "'sft_data.generation.num_generations_per_prompt'" in msg
+
+
+def test_each_use_of_generation_has_its_own_defaults_under_one_name() -> None:
+    cfg = load_config(RunConfig, None, ["eval.generation.max_response_tokens=48"])
+    assert (cfg.eval.generation.num_generations_per_prompt, cfg.eval.generation.temperature) == (1, 0.0)
+    assert cfg.eval.generation.max_response_tokens == 48
+    assert (cfg.grpo.generation.num_generations_per_prompt, cfg.grpo.generation.temperature) == (8, 1.0)
+    assert cfg.sft_data.generation.num_generations_per_prompt == 8  # the rehearsal's best-of-n
+    with pytest.raises(ConfigError, match="one response per item"):
+        load_config(RunConfig, None, ["eval.generation.num_generations_per_prompt=4"])
+
+
+def test_engine_defaults_follow_the_device_and_placement() -> None:
+    engine = RunConfig().engine
+    cpu = engine.resolved(on_gpu=False, beside_trainer=True)
+    assert (cpu.kv_cache_memory_bytes, cpu.enforce_eager) == (64 << 20, True)
+    gpu = engine.resolved(on_gpu=True, beside_trainer=True)
+    assert (gpu.kv_cache_memory_bytes, gpu.enforce_eager, gpu.gpu_memory_utilization) == (None, False, 0.6)
+    assert engine.resolved(on_gpu=True, beside_trainer=False).gpu_memory_utilization == 0.85
+    stated = load_config(RunConfig, None, ["engine.enforce_eager=true", "engine.gpu_memory_utilization=0.5"])
+    kept = stated.engine.resolved(on_gpu=True, beside_trainer=False)
+    assert (kept.enforce_eager, kept.gpu_memory_utilization) == (True, 0.5)  # a stated value is kept
+
+
+def test_grpo_engine_dtype_must_be_the_policys() -> None:
+    cfg = load_config(RunConfig, None, ["engine.dtype=bfloat16"])
+    with pytest.raises(ConfigError, match=r"engine\.dtype bfloat16 differs from model\.dtype float32"):
+        check_launch(cfg, 1, "grpo")
+
+
+def test_every_config_field_has_a_docstring_and_explain_shows_it() -> None:
+    undocumented = [key for key, field, _, _ in field_rows(RunConfig(), RunConfig()) if not field.description]
+    assert not undocumented
+    cfg = load_config(RunConfig, RECIPES_DIR / "redone_qwen3_4b.yaml")
+    text = explain(cfg, RunConfig())
+    assert "eval.generation.temperature (float) = 0.0\n    0: greedy decoding." in text
+    assert "grpo.generation.num_generations_per_prompt (int) = 8   recipe: 16\n" in text
+    assert text.count("\n    ") >= len(list(field_rows(RunConfig(), RunConfig())))
+
+
+def test_config_explain_on_the_command_line(tmp_path: Path) -> None:
+    p = write(tmp_path, "seed: 7\n")
+    assert main(["config", str(p), "--explain"]) == 0

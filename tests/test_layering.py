@@ -53,8 +53,20 @@ def test_no_megatron_training_or_global_args() -> None:
 
 def test_config_and_record_schema_are_torch_free() -> None:
     code = (
-        "import sys, nemo_recipes.config, nemo_recipes.config_loader, nemo_recipes.records.chat; "
+        "import sys, nemo_recipes.config, nemo_recipes.config.loader, nemo_recipes.records.chat; "
         "bad = [m for m in ('torch', 'megatron', 'transformers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_entry_points_are_torch_free_at_import() -> None:
+    """vLLM's spawned engine processes re-import the launching `__main__` (nemo_recipes.cli), and Slurm's
+    login node runs the preflight: neither may pull in torch, megatron, transformers or vLLM."""
+    code = (
+        "import sys, nemo_recipes.cli, slurm.submit, nemo_recipes.pipeline.preflight; "
+        "bad = [m for m in ('torch', 'megatron', 'transformers', 'vllm') if m in sys.modules]; "
         "assert not bad, bad"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

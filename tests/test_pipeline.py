@@ -1,4 +1,5 @@
-"""`redone run` before and around training: what fails up front, what a finished run skips.
+"""`redone run` before and around training: what fails up front, what a finished run skips, how the
+units read each other's outputs back, the final report.
 
 The pipeline end to end (and killed in each unit) is in tests/test_pipeline_e2e.py.
 """
@@ -10,12 +11,30 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from nemo_recipes.config import RunConfig
-from nemo_recipes.config_loader import config_hash, load_config
-from nemo_recipes.pipeline.runner import Pipeline
+from nemo_recipes.config.loader import config_hash, load_config
+from nemo_recipes.config.pipeline import UNITS
+from nemo_recipes.demo import summary_table
+from nemo_recipes.pipeline.outputs import TrainingOutputs, UnitOutputs, read_outputs
+from nemo_recipes.pipeline.report import write_final_report
+from nemo_recipes.pipeline.runner import UNIT_TABLE, Pipeline
 from tests.conftest import REPO, run_cli
+from tests.finished_run import write_unit
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
+
+
+def quiet_pipeline(cfg: RunConfig, root: Path, nproc: int = 1) -> Pipeline:
+    """A Pipeline, without keeping the stop-signal handlers that its child runner installs."""
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
+    try:
+        return Pipeline(cfg, root, nproc)
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGUSR1, saved[1])
 
 
 def test_missing_data_and_unknown_task_fail_before_training(tmp_path: Path) -> None:
@@ -66,12 +85,7 @@ def test_where_the_stages_run_is_not_part_of_what_they_compute(tmp_path: Path) -
             "pipeline.command=[redone]",
         ],
     )
-    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
-    try:
-        local, job = (Pipeline(cfg, tmp_path, nproc=2) for cfg in (local_cfg, job_cfg))
-    finally:
-        signal.signal(signal.SIGTERM, saved[0])
-        signal.signal(signal.SIGUSR1, saved[1])
+    local, job = (quiet_pipeline(cfg, tmp_path, nproc=2) for cfg in (local_cfg, job_cfg))
     unit = tmp_path / "stage1_grpo"
     assert config_hash(local.stage_config(unit)) == config_hash(job.stage_config(unit))
     assert job.stage_config(unit)["pipeline"]["launcher"] == []
@@ -81,3 +95,80 @@ def test_where_the_stages_run_is_not_part_of_what_they_compute(tmp_path: Path) -
     assert local.child_command(ev, training=False) == [*here, *ev]
     assert job.child_command(grpo, training=True) == ["srun", "--ntasks-per-node=2", "redone", *grpo]
     assert job.child_command(ev, training=False) == ["srun", "--nodes=1", "--ntasks=1", "redone", *ev]
+
+
+def test_every_unit_runs_with_the_runs_seed_task_table_and_engine(tmp_path: Path) -> None:
+    sets = [f"run_dir={tmp_path}", "model.init_from=/models/base", "seed=77", "task_table=toy_rl"]
+    pipeline = quiet_pipeline(load_config(RunConfig, RECIPE, [*sets, "engine.enforce_eager=false"]), tmp_path)
+    configs = [pipeline.eval_config(), pipeline.stage_config(tmp_path / "stage1_grpo")]
+    for unit_cfg in configs:
+        loaded = RunConfig.model_validate(unit_cfg)
+        assert (loaded.seed, loaded.task_table, loaded.engine.enforce_eager) == (77, "toy_rl", False)
+
+
+def test_the_unit_table_holds_the_configured_units_in_order() -> None:
+    assert tuple(UNIT_TABLE) == UNITS
+    assert all(issubclass(unit.outputs, UnitOutputs) for unit in UNIT_TABLE.values())
+
+
+def test_a_run_left_by_the_runner_reads_back_typed_and_is_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Manifests in the layout run directories hold read back as each unit's outputs type, feed the
+    later units' plans, come out of the planners unchanged, and a finished run only skips its units."""
+    root, base = tmp_path / "run", tmp_path / "base"
+    pipeline = quiet_pipeline(
+        load_config(RunConfig, RECIPE, [f"run_dir={root}", f"model.init_from={base}"]), root
+    )
+    written = {}
+    for unit in UNITS:  # each planned from the units before it, as `redone run` does
+        written[unit] = write_unit(root, base, unit, config_hash(pipeline.plan(unit).files))["outputs"]
+    for unit in UNITS:
+        typed = read_outputs(root / unit, UNIT_TABLE[unit].outputs)
+        assert json.dumps(typed.to_json()) == json.dumps(written[unit])  # the same layout, key order too
+        assert json.dumps(pipeline.plan(unit).outputs().to_json()) == json.dumps(written[unit])
+    stage1 = pipeline.outputs("stage1_grpo", TrainingOutputs)
+    assert stage1.checkpoint == root / "stage1_grpo/checkpoints/step_2" and stage1.training["steps"] == 2
+    with pytest.raises(TypeError, match="DiagnosisOutputs, not TrainingOutputs"):
+        pipeline.outputs("diagnosis", TrainingOutputs)
+    stage2 = yaml.safe_dump(pipeline.plan("stage2_sft").files)
+    assert f"init_from: {stage1.checkpoint}" in stage2 and f"- {root / 'sft_data/train.jsonl'}" in stage2
+    capsys.readouterr()
+    assert pipeline.run() == 0
+    assert capsys.readouterr().out.count("finished earlier, skipped") == len(UNITS)
+
+
+def test_the_final_report_and_the_demo_table_read_the_units_outputs(tmp_path: Path) -> None:
+    root, base = tmp_path / "run", tmp_path / "base"
+    for unit in UNITS[:-1]:
+        write_unit(root, base, unit)
+    report = write_final_report(root, root / "final").read_text()
+    stage1 = root / "stage1_grpo/checkpoints/step_2"
+    assert f"| base_eval | 60 | 1 | `{base}` | sns 9.0, translation 3.8 |" in report
+    assert f"| stage1_grpo | 60 | 1 | `{stage1}` | sns 4.5, translation 4.0, general 0.0 |" in report
+    assert f"| diagnosis | 60 | 1 | `{stage1}` |  |" in report
+    assert "Selected for stage 2: sns_hashtag, sns_ner (details:" in report
+    assert "Stage 2 data: 10 records, 8 from the selected tasks, rehearsal share 0.200." in report
+    assert (
+        "| sns_hashtag | 2.00 | 1.00 | - | yes |" in report
+        and "| sns_ner | 3.00 | 1.00 | 0.50 | yes |" in report
+    )
+    summary = json.loads((root / "final/summary.json").read_text())
+    assert summary["suites"]["general"] == {
+        "base": None,
+        "stage1 RL": 0.0,
+        "stage2 SFT": 0.0,
+        "stage3 RL": 0.0,
+    }
+    assert summary["tasks"]["sns_ner"] == {
+        "base": 10.0,
+        "stage1 RL": 5.5,
+        "stage2 SFT": 12.5,
+        "stage3 RL": 8.6,
+    }
+    assert summary_table(root).splitlines() == [
+        " " * 14 + "        base   stage1 RL  stage2 SFT   stage3 RL",
+        "sns                    9.0         4.5        11.5         7.6",
+        "translation            3.8         4.0         0.5         0.9",
+        "general                  -         0.0         0.0         0.0",
+    ]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.data.sft_selection import rehearsal_count
 from nemo_recipes.pipeline.manifest import file_digest, read_manifest
-from nemo_recipes.pipeline_config import UNITS
 from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli, signal_tree, start_cli, wait_until
 

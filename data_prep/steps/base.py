@@ -22,7 +22,7 @@ import numpy as np
 
 from data_prep.documents import Doc
 from data_prep.report import StepStats
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 
 class StepConfig(StrictModel):

@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 from data_prep.documents import Doc
 from data_prep.report import StepStats
 from data_prep.steps.base import StepConfig
-from nemo_recipes.config import resolve_asset
+from nemo_recipes.config.assets import resolve_asset
 
 
 class PackConfig(StepConfig):

@@ -1,10 +1,12 @@
-"""GRPO with DAPO's options: group advantages, dynamic-sampling filter, overlong penalty, policy loss.
+"""GRPO with DAPO's options: group advantages, overlong penalty, policy loss.
 
 Shapes: G prompt groups of n responses; b responses of s token positions in a trained micro-batch.
 The loss follows `sft_loss`'s protocol: (loss_sum, normalizer, metrics), where megatron-core divides
 the gradients by the normalizers summed over the whole global batch (all micro-batches and
 data-parallel ranks), and every metric is a detached [numerator, denominator] pair summed the same way.
 All math runs in float32 whatever the dtype of the logprobs.
+DAPO's dynamic-sampling filter is `RolloutGroup.informative` (records/rollout.py), which rollout
+collection applies.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal
 
 import torch
 
-from nemo_recipes.rl_config import OverlongPenaltyConfig, PolicyLossConfig
+from nemo_recipes.config.rl import OverlongPenaltyConfig, PolicyLossConfig
 
 KLEstimator = Literal["k1", "k2", "k3"]
 Aggregation = Literal["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"]
@@ -33,15 +35,6 @@ def group_advantages(rewards: torch.Tensor, normalize_std: bool, eps: float = 1e
     if rewards.shape[-1] < 2:
         raise ValueError(f"std normalisation needs at least 2 responses per group, got {rewards.shape[-1]}")
     return centred / (rewards.std(dim=-1, keepdim=True) + eps)
-
-
-def informative_groups(rewards: torch.Tensor) -> torch.Tensor:
-    """DAPO dynamic sampling, [G, n] -> [G] bool: True where some reward differs from the group's first.
-
-    The comparison is exact: rewards 0.5 and 0.5000001 make a group informative (its advantages are
-    not all 0), which is what matters for the gradient.
-    """
-    return (rewards != rewards[:, :1]).any(dim=-1)
 
 
 def overlong_penalty(

@@ -28,7 +28,7 @@ from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 from nemo_recipes import preemption
 from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
-from nemo_recipes.config import CheckpointConfig
+from nemo_recipes.config.training import CheckpointConfig
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nemo_recipes.pipeline_config import RefineConfig
+from nemo_recipes.config.pipeline import RefineConfig
 
 
 @dataclass(frozen=True)

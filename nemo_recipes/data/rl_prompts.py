@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nemo_recipes.config import resolve_asset
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.tasks import TaskRecord, TaskTable, read_task_records
 
 
@@ -28,9 +28,18 @@ class PromptSet:
 
 
 def load_prompts(
-    files: Sequence[str], table: TaskTable, tokenizer, max_prompt_tokens: int, on_bad_record: str
+    files: Sequence[str],
+    table: TaskTable,
+    tokenizer,
+    max_prompt_tokens: int,
+    on_bad_record: str,
+    data_key: str,
 ) -> PromptSet:
-    """Every record of `files` (checked against the task table) as a tokenized generation prompt."""
+    """Every record of `files` (checked against the task table) as a tokenized generation prompt.
+
+    `data_key` is the config key that named the files (`grpo.train_data`, `eval.data`, ...): errors
+    name it, and its section's `generation.max_prompt_tokens`.
+    """
     prompts, skipped = [], []
     for name in files:
         path = resolve_asset(name, "data")
@@ -47,10 +56,10 @@ def load_prompts(
             )["input_ids"]
             if len(ids) > max_prompt_tokens:
                 raise ConfigError(
-                    f"{where}: the prompt has {len(ids)} tokens, more than grpo.max_prompt_tokens "
-                    f"{max_prompt_tokens}"
+                    f"{where}: the prompt has {len(ids)} tokens, more than "
+                    f"{data_key.split('.')[0]}.generation.max_prompt_tokens {max_prompt_tokens}"
                 )
             prompts.append(Prompt(record=record, token_ids=list(ids), where=where))
     if not prompts:
-        raise ConfigError(f"grpo.train_data {list(files)}: no records")
+        raise ConfigError(f"{data_key} {list(files)}: no records")
     return PromptSet(prompts, skipped)

@@ -28,8 +28,8 @@ from megatron.core.transformer.module import Float16Module
 from megatron.core.transformer.moe import moe_utils
 from megatron.core.transformer.spec_utils import ModuleSpec
 
-from nemo_recipes.config import ModelConfig, ParallelConfig, hf_num_experts
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.model import ModelConfig, ParallelConfig, hf_num_experts
 
 if not moe_utils.HAVE_TE:
     # megatron-core 0.16.1 binds te_general_gemm only when Transformer Engine imports, yet its router

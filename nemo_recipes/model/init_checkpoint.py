@@ -12,8 +12,9 @@ from pathlib import Path
 from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
 
 from nemo_recipes.checkpoint.manager import save_model_weights
-from nemo_recipes.config import ParallelConfig, RunConfig
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.model import ParallelConfig
 from nemo_recipes.model.build import build_model
 
 

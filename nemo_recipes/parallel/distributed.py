@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
-from nemo_recipes.config import ParallelConfig
+from nemo_recipes.config.model import ParallelConfig
 from nemo_recipes.launcher import free_port
 
 

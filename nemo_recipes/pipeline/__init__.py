@@ -1,2 +1,2 @@
-"""`redone run`: the recipe's units in order (`runner.py`), their manifests, preflight, child processes
-and the final report."""
+"""`redone run`: the recipe's units in order (`runner.py`: the unit table and the loop), what each unit
+leaves (`outputs.py`), manifests, preflight, child processes, errors and the final report."""

@@ -2,7 +2,8 @@
 
 Writes into `run_dir/final/`: `comparison.md`, `tasks.png` and `seesaw.png` (eval.report.compare over
 the base model and the three stages), `summary.json` (the scores by stage, for tools and tests) and
-`report.md` (the stage table, the diagnosis, stage 3's weights, the comparison). Torch-free.
+`report.md` (the stage table, the diagnosis, stage 3's weights, the comparison), from the eval reports
+and the units' typed outputs (outputs.py). Torch-free.
 """
 
 from __future__ import annotations
@@ -11,8 +12,18 @@ import json
 from pathlib import Path
 
 from eval.report import compare, load_report
+from nemo_recipes.config.pipeline import UNITS
+from nemo_recipes.data.hard_tasks import TaskWeight
 from nemo_recipes.pipeline.manifest import read_manifest
-from nemo_recipes.pipeline_config import UNITS
+from nemo_recipes.pipeline.outputs import (
+    DiagnosisOutputs,
+    EvalUnitOutputs,
+    SFTDataOutputs,
+    SuiteScores,
+    UnitOutputs,
+    read_outputs,
+    suite_scores,
+)
 
 STAGE_LABELS = {
     "base_eval": "base",
@@ -23,15 +34,15 @@ STAGE_LABELS = {
 """The evaluated units, in order, and their names in reports."""
 
 
-def scores_by_stage(reports: dict[str, dict]) -> dict:
-    """{"suites": {suite: {label: score}}, "tasks": {task: {label: score}}}."""
+def scores_by_stage(scores: dict[str, dict[str, SuiteScores]]) -> dict:
+    """{"suites": {suite: {label: score}}, "tasks": {task: {label: score}}} from each label's suites."""
     suites: dict[str, dict] = {}
     tasks: dict[str, dict] = {}
-    for label, report in reports.items():
-        for suite, result in report["suites"].items():
-            suites.setdefault(suite, {})[label] = result["score"]
-            for task, r in result["tasks"].items():
-                tasks.setdefault(task, {})[label] = r["score"]
+    for label, by_suite in scores.items():
+        for suite, result in by_suite.items():
+            suites.setdefault(suite, {})[label] = result.score
+            for task, score in result.tasks.items():
+                tasks.setdefault(task, {})[label] = score
     return {"suites": suites, "tasks": dict(sorted(tasks.items()))}
 
 
@@ -40,20 +51,24 @@ def format_scores(scores: dict[str, float | None]) -> str:
     return ", ".join(f"{suite} {value:.1f}" for suite, value in scores.items() if value is not None)
 
 
+def unit_scores(outputs: UnitOutputs) -> str:
+    """An evaluated unit's suite scores (`format_scores`); '' for the other units."""
+    return format_scores(outputs.scores) if isinstance(outputs, EvalUnitOutputs) else ""
+
+
 def _stage_table(root: Path) -> list[str]:
     lines = ["| unit | seconds | attempts | checkpoint | scores |", "|---|---|---|---|---|"]
     for unit in UNITS[:-1]:
         manifest = read_manifest(root / unit)
         if manifest is None:
             continue
-        out = manifest["outputs"]
-        scores = format_scores(out.get("scores", {}))
+        outputs = read_outputs(root / unit, EvalUnitOutputs if unit in STAGE_LABELS else UnitOutputs)
         cells = [
             unit,
             f"{manifest['seconds']:.0f}",
             str(manifest["attempts"]),
-            f"`{out['checkpoint']}`",
-            scores,
+            f"`{outputs.checkpoint}`",
+            unit_scores(outputs),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -67,11 +82,12 @@ def write_final_report(root: Path, out: Path) -> Path:
         report["label"] = label
         reports[label] = report
     comparison = compare(list(reports.values()), out)
-    summary = scores_by_stage(reports)
+    summary = scores_by_stage({label: suite_scores(report) for label, report in reports.items()})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    diagnosis = json.loads((root / "diagnosis" / "diagnosis.json").read_text(encoding="utf-8"))
-    weights = json.loads((root / "stage3_grpo" / "task_weights.json").read_text(encoding="utf-8"))
-    stats = json.loads((root / "sft_data" / "stats.json").read_text(encoding="utf-8"))
+    selected = read_outputs(root / "diagnosis", DiagnosisOutputs).selected
+    stats = read_outputs(root / "sft_data", SFTDataOutputs).stats
+    weights_file = root / "stage3_grpo" / "task_weights.json"
+    weights = {t: TaskWeight(**w) for t, w in json.loads(weights_file.read_text(encoding="utf-8")).items()}
     lines = [
         "# redone pipeline report",
         "",
@@ -85,7 +101,7 @@ def write_final_report(root: Path, out: Path) -> Path:
         "",
         "## Diagnosis (after stage 1)",
         "",
-        f"Selected for stage 2: {', '.join(diagnosis['selected']) or 'none'} "
+        f"Selected for stage 2: {', '.join(selected) or 'none'} "
         f"(details: `{root / 'diagnosis' / 'diagnosis.md'}`)",
         "",
         f"Stage 2 data: {stats['total']} records, {stats['targeted']['records']} from the selected tasks, "
@@ -97,9 +113,9 @@ def write_final_report(root: Path, out: Path) -> Path:
         "|---|---|---|---|---|",
     ]
     for task, w in weights.items():
-        rate = "-" if w["pass_rate"] is None else f"{w['pass_rate']:.2f}"
-        diagnosed = "yes" if w["diagnosed"] else ""
-        lines.append(f"| {task} | {w['weight']:.2f} | {w['base_weight']:.2f} | {rate} | {diagnosed} |")
+        rate = "-" if w.pass_rate is None else f"{w.pass_rate:.2f}"
+        diagnosed = "yes" if w.diagnosed else ""
+        lines.append(f"| {task} | {w.weight:.2f} | {w.base_weight:.2f} | {rate} | {diagnosed} |")
     lines += ["", comparison.read_text(encoding="utf-8").replace("# Evaluation", "## Scores by stage", 1)]
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")

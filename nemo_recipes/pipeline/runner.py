@@ -8,7 +8,8 @@ A unit writes the config it runs with (`stage.yaml`, `eval.yaml`: rerun any of t
 without resumes: training from its latest checkpoint, evaluation from its saved predictions. A unit
 whose config changed since it ran is an error naming the keys (`--from UNIT` redoes it and what
 follows). A stop signal is passed on to the running child, which checkpoints; the pipeline then
-exits 3 and the same command resumes it.
+exits 3 and the same command resumes it. `UNIT_TABLE` names each unit's planner and the type of the
+outputs its manifest holds (outputs.py), which later units and the report read back.
 """
 
 from __future__ import annotations
@@ -21,24 +22,35 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from eval.report import load_report
 from nemo_recipes.checkpoint.files import latest_checkpoint
-from nemo_recipes.config import RunConfig, resolve_asset
-from nemo_recipes.config_loader import ConfigError, config_hash
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import ConfigError, config_hash
+from nemo_recipes.config.pipeline import LAUNCH_KEYS, UNITS, UnitName
 from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
 from nemo_recipes.metrics import summarize_metrics
 from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
+from nemo_recipes.pipeline.errors import PipelineError
 from nemo_recipes.pipeline.manifest import changed_keys, file_digest, read_manifest, write_manifest
-from nemo_recipes.pipeline.report import STAGE_LABELS, format_scores, write_final_report
-from nemo_recipes.pipeline_config import LAUNCH_KEYS, UNITS
+from nemo_recipes.pipeline.outputs import (
+    DiagnosisOutputs,
+    EvalUnitOutputs,
+    FinalOutputs,
+    SFTDataOutputs,
+    TrainingOutputs,
+    UnitOutputs,
+    read_outputs,
+    suite_scores,
+)
+from nemo_recipes.pipeline.report import STAGE_LABELS, unit_scores, write_final_report
 from nemo_recipes.tasks import load_task_table
 
-
-class PipelineError(RuntimeError):
-    """A unit's command failed (the message names the unit and its log)."""
+T = TypeVar("T", bound=UnitOutputs)
 
 
 @dataclass
@@ -59,9 +71,9 @@ class Plan:
     """File name in the unit directory -> content (YAML for .yaml, else JSON); hashed into the manifest."""
     commands: list[Command]
     parent_checkpoint: Path | None
-    data: list[str] = field(default_factory=list)
-    outputs: Callable[[], dict[str, Any]] = dict
-    """Outputs and metrics summary, read after the commands ran."""
+    data: list[str]
+    outputs: Callable[[], UnitOutputs]
+    """The unit's outputs (its type in UNIT_TABLE), read after the commands ran."""
 
 
 @dataclass
@@ -78,22 +90,22 @@ class Pipeline:
     def dir(self, unit: str) -> Path:
         return self.root / unit
 
-    def output(self, unit: str, key: str) -> Any:
-        manifest = read_manifest(self.dir(unit))
-        if manifest is None:
-            raise PipelineError(f"{unit} has not finished (no {self.dir(unit) / 'manifest.json'})")
-        return manifest["outputs"][key]
+    def outputs(self, unit: UnitName, kind: type[T]) -> T:
+        """A finished unit's outputs: read as its type in UNIT_TABLE, which must be `kind` or a subclass."""
+        outputs = read_outputs(self.dir(unit), UNIT_TABLE[unit].outputs)
+        if not isinstance(outputs, kind):
+            raise TypeError(f"{unit}'s outputs are {type(outputs).__name__}, not {kind.__name__}")
+        return outputs
 
-    def checkpoint(self, unit: str) -> Path:
-        return Path(self.output(unit, "checkpoint"))
+    def checkpoint(self, unit: UnitName) -> Path:
+        return self.outputs(unit, UnitOutputs).checkpoint
 
     # -- units ------------------------------------------------------------------------------------
 
     def eval_config(self) -> dict:
-        ev = self.cfg.eval.model_dump(mode="json")
-        ev["hf_config"] = ev["hf_config"] or self.cfg.model.hf_config  # a bare checkpoint records neither
-        ev["tokenizer"] = ev["tokenizer"] or self.cfg.model.tokenizer
-        return ev
+        """The evaluation units' run config: the recipe itself (its eval section, task table, engine, seed;
+        its model names the architecture and tokenizer of a checkpoint that records neither)."""
+        return self.stage_config(self.root)
 
     def eval_command(self, unit: str, model: Callable[[], Path]) -> Command:
         out = self.dir(unit)
@@ -125,7 +137,7 @@ class Pipeline:
             [self.eval_command("base_eval", lambda: base)],
             base,
             self.cfg.eval.data,
-            lambda: {"checkpoint": str(base), **self.eval_outputs("base_eval")},
+            lambda: self.eval_outputs("base_eval", base),
         )
 
     def plan_training(self, unit: str, command: str, parent: Path, data: list[str], **updates) -> Plan:
@@ -139,11 +151,10 @@ class Pipeline:
             ],
             parent,
             data,
-            lambda: {
-                "checkpoint": str(self.final_checkpoint(unit)),
-                **self.eval_outputs(unit),
-                "training": summarize_metrics(out / "metrics.jsonl"),
-            },
+            lambda: TrainingOutputs(
+                **asdict(self.eval_outputs(unit, self.final_checkpoint(unit))),
+                training=summarize_metrics(out / "metrics.jsonl"),
+            ),
         )
 
     def final_checkpoint(self, unit: str) -> Path:
@@ -152,39 +163,37 @@ class Pipeline:
             raise PipelineError(f"{unit}: the stage finished without a checkpoint")
         return checkpoint
 
-    def eval_outputs(self, unit: str) -> dict:
-        report = json.loads((self.dir(unit) / "eval" / "report.json").read_text(encoding="utf-8"))
-        scores = {suite: result["score"] for suite, result in report["suites"].items()}
-        return {"eval_report": str(self.dir(unit) / "eval" / "report.json"), "scores": scores}
+    def eval_outputs(self, unit: UnitName, checkpoint: Path) -> EvalUnitOutputs:
+        report = self.dir(unit) / "eval" / "report.json"
+        scores = {suite: s.score for suite, s in suite_scores(load_report(report)).items()}
+        return EvalUnitOutputs(checkpoint, report, scores)
 
     def plan_stage1_grpo(self) -> Plan:
         base = self.checkpoint("base_eval")
         return self.plan_training("stage1_grpo", "grpo", base, self.cfg.grpo.train_data)
 
     def plan_diagnosis(self) -> Plan:
+        stage1 = self.outputs("stage1_grpo", TrainingOutputs)
+        base = self.outputs("base_eval", EvalUnitOutputs)
         stage = self.stage_config(
             self.root,
             **{
-                "diagnosis.model": str(self.checkpoint("stage1_grpo")),
-                "diagnosis.base_model": str(self.checkpoint("base_eval")),
-                "diagnosis.model_report": self.output("stage1_grpo", "eval_report"),
-                "diagnosis.base_report": self.output("base_eval", "eval_report"),
+                "diagnosis.model": str(stage1.checkpoint),
+                "diagnosis.base_model": str(base.checkpoint),
+                "diagnosis.model_report": str(stage1.eval_report),
+                "diagnosis.base_report": str(base.eval_report),
             },
         )
         diagnosis = self.dir("diagnosis") / "diagnosis.json"
 
-        def outputs() -> dict:
+        def outputs() -> DiagnosisOutputs:
             selected = json.loads(diagnosis.read_text(encoding="utf-8"))["selected"]
-            return {
-                "checkpoint": str(self.checkpoint("stage1_grpo")),
-                "diagnosis": str(diagnosis),
-                "selected": selected,
-            }
+            return DiagnosisOutputs(stage1.checkpoint, diagnosis, selected)
 
         return Plan(
             {"stage.yaml": stage},
             [Command(lambda: ["diagnose", str(self.dir("diagnosis") / "stage.yaml")])],
-            self.checkpoint("stage1_grpo"),
+            stage1.checkpoint,
             [],
             outputs,
         )
@@ -194,20 +203,15 @@ class Pipeline:
         stage = self.stage_config(
             self.root,
             **{
-                "sft_data.diagnosis": self.output("diagnosis", "diagnosis"),
+                "sft_data.diagnosis": str(self.outputs("diagnosis", DiagnosisOutputs).diagnosis),
                 "sft_data.rehearsal_model": str(stage1),
             },
         )
         out = self.dir("sft_data")
 
-        def outputs() -> dict:
+        def outputs() -> SFTDataOutputs:
             stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
-            return {
-                "checkpoint": str(stage1),
-                "train": str(out / "train.jsonl"),
-                "train_sha256": file_digest(out / "train.jsonl"),
-                "stats": stats,
-            }
+            return SFTDataOutputs(stage1, out / "train.jsonl", file_digest(out / "train.jsonl"), stats)
 
         data = self.cfg.sft_data.sns_data + self.cfg.sft_data.general_data
         return Plan(
@@ -219,7 +223,7 @@ class Pipeline:
         )
 
     def plan_stage2_sft(self) -> Plan:
-        train = self.output("sft_data", "train")
+        train = str(self.outputs("sft_data", SFTDataOutputs).train)
         return self.plan_training(
             "stage2_sft", "sft", self.checkpoint("stage1_grpo"), [train], **{"sft.train_data": [train]}
         )
@@ -245,12 +249,12 @@ class Pipeline:
     def stage3_weights(self) -> dict[str, dict]:
         """Stage 3's task weights, tilted toward what the diagnosis and stage 1's pass rates call hard."""
         grpo = self.cfg.grpo
-        table = load_task_table(grpo.task_table)
+        table = load_task_table(self.cfg.task_table)
         base = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in table.names}
         rates = late_pass_rates(
             self.dir("stage1_grpo") / "metrics.jsonl", self.cfg.pipeline.refine.pass_rate_window_steps
         )
-        selected = self.output("diagnosis", "selected")
+        selected = self.outputs("diagnosis", DiagnosisOutputs).selected
         weights = hard_task_weights(table.names, base, selected, rates, self.cfg.pipeline.refine)
         return {t: asdict(w) for t, w in weights.items()}
 
@@ -265,27 +269,27 @@ class Pipeline:
 
         commands = [Command(export)]
 
-        def outputs() -> dict:
+        def outputs() -> FinalOutputs:
             report = write_final_report(self.root, self.dir("final"))
-            return {
-                "checkpoint": str(stage3),
-                "hf_dir": str(hf) if self.cfg.pipeline.export_hf else None,
-                "report": str(report),
-            }
+            return FinalOutputs(
+                stage3,
+                hf_dir=hf if self.cfg.pipeline.export_hf else None,
+                report=report,
+            )
 
         return Plan({}, commands, stage3, [], outputs)
 
     # -- running ----------------------------------------------------------------------------------
 
-    def plan(self, unit: str) -> Plan:
-        return getattr(self, f"plan_{unit}")()
+    def plan(self, unit: UnitName) -> Plan:
+        return UNIT_TABLE[unit].plan(self)
 
     def run(self, redo_from: str | None = None) -> int:
         """Run every unfinished unit in order; 0 when done, STOPPED after a stop signal."""
         if redo_from is not None:
             self.set_aside(redo_from)
         parent_manifest = None
-        for unit in UNITS:
+        for unit in UNIT_TABLE:
             finished = read_manifest(self.dir(unit))
             plan = self.plan(unit)
             digest = config_hash(plan.files)
@@ -352,6 +356,7 @@ class Pipeline:
                     + _tail(out / "log.txt")
                 )
         parent_dir = self.dir(parent) if parent else None
+        outputs = plan.outputs()
         manifest = {
             "unit": unit,
             "commands": [["redone", *argv] for argv in commands],
@@ -361,7 +366,7 @@ class Pipeline:
             "parent": parent,
             "parent_manifest_sha256": file_digest(parent_dir / "manifest.json") if parent_dir else None,
             "parent_checkpoint": str(plan.parent_checkpoint) if plan.parent_checkpoint else None,
-            "outputs": plan.outputs(),
+            "outputs": outputs.to_json(),
             "started": started,
             "finished": datetime.now(UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - clock, 1),
@@ -369,7 +374,8 @@ class Pipeline:
             "processes": self.nproc,
         }
         write_manifest(out, manifest)
-        self.say(f"{unit}: done in {manifest['seconds']:.0f} s{_scores(manifest['outputs'])}")
+        scores = unit_scores(outputs)
+        self.say(f"{unit}: done in {manifest['seconds']:.0f} s" + (f" ({scores})" if scores else ""))
         return 0
 
     @staticmethod
@@ -401,17 +407,31 @@ class Pipeline:
         print(f"[run] {text}", flush=True)
 
 
+@dataclass(frozen=True)
+class Unit:
+    """A unit of the pipeline: how it plans its run, and the type of the outputs its manifest holds."""
+
+    plan: Callable[[Pipeline], Plan]
+    outputs: type[UnitOutputs]
+
+
+UNIT_TABLE: dict[UnitName, Unit] = {
+    "base_eval": Unit(Pipeline.plan_base_eval, EvalUnitOutputs),
+    "stage1_grpo": Unit(Pipeline.plan_stage1_grpo, TrainingOutputs),
+    "diagnosis": Unit(Pipeline.plan_diagnosis, DiagnosisOutputs),
+    "sft_data": Unit(Pipeline.plan_sft_data, SFTDataOutputs),
+    "stage2_sft": Unit(Pipeline.plan_stage2_sft, TrainingOutputs),
+    "stage3_grpo": Unit(Pipeline.plan_stage3_grpo, TrainingOutputs),
+    "final": Unit(Pipeline.plan_final, FinalOutputs),
+}
+"""The units in the order they run: the order of config.pipeline.UNITS (a test checks that they agree)."""
+
 ATTEMPT_MARK = "=== redone run:"
 
 
 def _tail(log: Path, lines: int = 30) -> str:
     text = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
     return "\n".join(f"  | {line}" for line in text)
-
-
-def _scores(outputs: dict) -> str:
-    scores = format_scores(outputs.get("scores", {}))
-    return f" ({scores})" if scores else ""
 
 
 def run_pipeline(cfg: RunConfig, nproc: int = 1, verbose: bool = False, redo_from: str | None = None) -> int:

@@ -31,7 +31,6 @@ from nemo_recipes.records.chat import (
     ChatMessage,
     ChatRecord,
     RecordError,
-    RecordValidationError,
     record_error_from_pydantic,
 )
 
@@ -158,14 +157,3 @@ def iter_task_record_lines(path: Path | str) -> Iterator[tuple[int, TaskRecord |
             if raw_line.strip():
                 record, errors = parse_task_record_line(raw_line, file=str(path), line=line_number)
                 yield line_number, record, errors
-
-
-def read_task_records_unchecked(path: Path | str) -> list[TaskRecord]:
-    """Records of a JSONL file, schema-checked only (no task table); raises on the first bad line."""
-    records = []
-    for _, record, errors in iter_task_record_lines(path):
-        if errors:
-            raise RecordValidationError(errors)
-        assert record is not None
-        records.append(record)
-    return records

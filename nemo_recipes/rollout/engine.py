@@ -10,17 +10,17 @@ from typing import Protocol
 
 import torch
 
+from nemo_recipes.config.generation import GenerationConfig
 from nemo_recipes.records.rollout import Completion
-from nemo_recipes.rl_config import SamplingConfig
 
 
 class RolloutEngine(Protocol):
     """An inference engine colocated with the trainer, refit with the trainer's weights each step."""
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig, seeds: Sequence[int]
+        self, prompts: Sequence[Sequence[int]], generation: GenerationConfig, seeds: Sequence[int]
     ) -> list[list[Completion]]:
-        """`sampling.num_generations_per_prompt` completions per prompt, in prompt order.
+        """`generation.num_generations_per_prompt` completions per prompt, in prompt order.
 
         `seeds[i]` seeds prompt i's sampling: a prompt's completions depend only on the prompt, the
         sampling settings, its seed and the weights (not on the other prompts in the call).

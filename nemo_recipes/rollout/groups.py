@@ -10,19 +10,19 @@ count is logged, so the batch shape never changes.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch.distributed as dist
 
-from nemo_recipes.config import GRPOConfig
+from nemo_recipes.config.rl import GRPOConfig
 from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.records.rollout import RolloutGroup
 from nemo_recipes.rollout.engine import RolloutEngine
-from nemo_recipes.tasks import TaskTable, score_batch
+from nemo_recipes.rollout.generate import generate_and_score
+from nemo_recipes.tasks import TaskTable
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,6 @@ class StepGroups:
     """Per task: groups generated this step, and those whose rewards were all equal."""
 
 
-def sample_seed(seed: int, position: int | str) -> int:
-    """The sampling seed of a prompt from its draw position (or an eval item's key): independent of
-    which replica generates it and of its batch-mates."""
-    digest = hashlib.blake2b(f"{seed}:{position}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")
-
-
 def generate_share(
     engine: RolloutEngine,
     prompts: Sequence[Prompt],
@@ -58,30 +51,18 @@ def generate_share(
     seed: int,
 ) -> list[RolloutGroup]:
     """Generate and score this replica's prompts (on the engine rank)."""
-    if not prompts:
-        return []
-    seeds = [sample_seed(seed, p) for p in positions]
-    outputs = engine.generate([p.token_ids for p in prompts], grpo.sampling, seeds)
-    texts, records = [], []
-    for prompt, completions in zip(prompts, outputs, strict=True):
-        for c in completions:
-            texts.append(tokenizer.decode(c.token_ids, skip_special_tokens=True))
-            records.append(prompt.record)
-    results = iter(score_batch(table, texts, records))
-    groups = []
-    for prompt, position, completions in zip(prompts, positions, outputs, strict=True):
-        scored = [next(results) for _ in completions]
-        groups.append(
-            RolloutGroup(
-                position=position,
-                task=prompt.record.task,
-                prompt_ids=prompt.token_ids,
-                completions=completions,
-                rewards=[r.score for r in scored],
-                equivalent=[bool(r.equivalent) for r in scored],
-            )
+    scored = generate_and_score(engine, prompts, positions, grpo.generation, table, tokenizer, seed)
+    return [
+        RolloutGroup(
+            position=position,
+            task=g.prompt.record.task,
+            prompt_ids=g.prompt.token_ids,
+            completions=g.completions,
+            rewards=[r.score for r in g.results],
+            equivalent=[bool(r.equivalent) for r in g.results],
         )
-    return groups
+        for g, position in zip(scored, positions, strict=True)
+    ]
 
 
 def collect_step_groups(

@@ -33,9 +33,10 @@ from safetensors.torch import save as save_safetensors
 
 from conversion.hf_io import write_config, write_tokenizer
 from nemo_recipes import preemption
-from nemo_recipes.config import RunConfig, resolve_asset
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.generation import EngineConfig, GenerationConfig
 from nemo_recipes.records.rollout import Completion
-from nemo_recipes.rl_config import RolloutEngineConfig, SamplingConfig
 from nemo_recipes.rollout import orphan_guard
 
 REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
@@ -105,17 +106,16 @@ class VLLMEngine:
         self,
         model_dir: Path,
         dtype: str,
-        engine_cfg: RolloutEngineConfig,
+        engine_cfg: EngineConfig,
         max_model_len: int,
         seed: int = 0,
         refit_chunk_bytes: int = DEFAULT_REFIT_CHUNK_BYTES,
         load_weights: bool = False,
     ) -> None:
-        """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, or with the
-        directory's own weights when `load_weights` (an HF model directory: evaluation).
-
-        `max_model_len` is used when `engine_cfg.max_model_len` is unset (the stage passes its
-        prompt + response budget).
+        """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, refit by the
+        trainer it sits beside, or with the directory's own weights when `load_weights` (an HF model
+        directory: evaluation and rehearsal, an engine alone). `max_model_len`: the use's prompt +
+        response budget. Unset engine settings take this device's defaults (`EngineConfig.resolved`).
         """
         vllm = _import_vllm()
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "1":
@@ -124,6 +124,7 @@ class VLLMEngine:
                 "processes (an in-process engine hangs inside a trainer job); unset it"
             )
         self._refit_chunk_bytes = refit_chunk_bytes
+        engine_cfg = engine_cfg.resolved(on_gpu=torch.cuda.is_available(), beside_trainer=not load_weights)
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
         children_before = {p.pid for p in psutil.Process().children()}
         # Stop signals held: the engine must outlive a job-wide SIGTERM until the trainer reaches the
@@ -134,7 +135,7 @@ class VLLMEngine:
                 dtype=dtype,
                 load_format="auto" if load_weights else "dummy",
                 seed=seed,
-                max_model_len=engine_cfg.max_model_len or max_model_len,
+                max_model_len=max_model_len,
                 kv_cache_memory_bytes=engine_cfg.kv_cache_memory_bytes,
                 gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
                 enforce_eager=engine_cfg.enforce_eager,
@@ -151,7 +152,7 @@ class VLLMEngine:
 
     @classmethod
     def start(cls, cfg: RunConfig, work_dir: Path) -> VLLMEngine:
-        """The RL stage's engine: `cfg.model` in its dtype, `cfg.grpo.engine`, the stage's sequence budget.
+        """The RL stage's engine: `cfg.model` in its dtype, `cfg.engine`, the stage's sequence budget.
 
         The config-only model directory is written under `work_dir`, one per hosting rank.
         """
@@ -162,10 +163,10 @@ class VLLMEngine:
             resolve_asset(cfg.model.tokenizer, "tokenizer"),
             cfg.model.dtype,
         )
-        return cls(model_dir, cfg.model.dtype, cfg.grpo.engine, cfg.grpo.seq_length, seed=cfg.seed)
+        return cls(model_dir, cfg.model.dtype, cfg.engine, cfg.grpo.seq_length, seed=cfg.seed)
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig, seeds: Sequence[int]
+        self, prompts: Sequence[Sequence[int]], generation: GenerationConfig, seeds: Sequence[int]
     ) -> list[list[Completion]]:
         """See `RolloutEngine.generate`; vLLM seeds completion j of a prompt with its seed + j."""
         from vllm import SamplingParams
@@ -175,12 +176,12 @@ class VLLMEngine:
             raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds")
         params = [
             SamplingParams(
-                n=sampling.num_generations_per_prompt,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=sampling.top_k,
-                max_tokens=sampling.max_response_tokens,
-                ignore_eos=not sampling.stop_at_eos,
+                n=generation.num_generations_per_prompt,
+                temperature=generation.temperature,
+                top_p=generation.top_p,
+                top_k=generation.top_k,
+                max_tokens=generation.max_response_tokens,
+                ignore_eos=not generation.stop_at_eos,
                 logprobs=0,  # the sampled token's logprob only
                 seed=prompt_seed,
                 detokenize=False,

@@ -2,7 +2,7 @@
 
 Reads the diagnosis (`diagnosis.json`: the failing tasks), draws their records stratified by
 capability (`nemo_recipes/data/sft_selection.py`), then for `rehearsal_ratio` of the final set draws
-general prompts, lets the stage-1 model (`rehearsal_model`) answer each `best_of_n` times with vLLM,
+general prompts, lets the stage-1 model (`rehearsal_model`) answer each best-of-n times with vLLM,
 scores the answers with the task's own reward (the judge: exact match, pattern, sandboxed tests or an
 LLM judge, whatever the task table gives that task) and keeps the best as the SFT target. Writes
 `run_dir/sft_data/train.jsonl` (chat records, shuffled) and `stats.json`.
@@ -15,10 +15,19 @@ import os
 import random
 from pathlib import Path
 
-from nemo_recipes.config import RunConfig, SFTDataConfig
-from nemo_recipes.config_loader import ConfigError
+from transformers import AutoTokenizer
+
+from eval.model_source import check_model_source, context_budget, hf_model_dir
+from eval.predict import item_key
+from eval.runner import claim_out_dir
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.data.rl_prompts import load_prompts
 from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
 from nemo_recipes.records.chat import ChatMessage, ChatRecord
+from nemo_recipes.rollout.generate import generate_and_score
+from nemo_recipes.rollout.vllm_engine import VLLMEngine
 from nemo_recipes.tasks import TaskRecord, TaskTable, load_task_table, read_task_records
 
 OUT_DIR = "sft_data"
@@ -36,69 +45,47 @@ def read_selected_tasks(path: Path, table: TaskTable) -> list[str]:
 
 
 def read_records(files: list[str], table: TaskTable) -> list[TaskRecord]:
-    from nemo_recipes.config import resolve_asset
-
     return [r for name in files for r in read_task_records(resolve_asset(name, "data"), table).records]
 
 
-def rehearsal(
-    cfg: SFTDataConfig, table: TaskTable, count: int, work_dir: Path, seed: int
-) -> tuple[list, dict]:
+def rehearsal(cfg: RunConfig, table: TaskTable, count: int, work_dir: Path) -> tuple[list, dict]:
     """`count` general prompts answered best-of-n by the rehearsal model: (chat records, stats)."""
-    from transformers import AutoTokenizer
-
-    from eval.model_source import check_model_source, context_budget, hf_model_dir
-    from eval.predict import item_key
-    from eval.runner import claim_out_dir
-    from nemo_recipes.data.rl_prompts import load_prompts
-    from nemo_recipes.rl_config import SamplingConfig
-    from nemo_recipes.rollout.groups import sample_seed
-    from nemo_recipes.rollout.vllm_engine import VLLMEngine
-    from nemo_recipes.tasks import score_batch
-
-    if cfg.rehearsal_model is None:
+    data, generation = cfg.sft_data, cfg.sft_data.generation
+    if data.rehearsal_model is None:
         raise ConfigError(
             "sft_data.rehearsal_ratio > 0 needs sft_data.rehearsal_model (stage 1's checkpoint)"
         )
-    check_model_source(cfg.rehearsal_model)
-    claim_out_dir(work_dir, cfg.rehearsal_model)  # an export of another model is never reused
-    hf_dir = hf_model_dir(cfg.rehearsal_model, work_dir)
+    check_model_source(data.rehearsal_model)
+    claim_out_dir(work_dir, data.rehearsal_model)  # an export of another model is never reused
+    hf_dir = hf_model_dir(data.rehearsal_model, work_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    max_len, max_prompt = context_budget(hf_dir, cfg.max_prompt_tokens, cfg.max_response_tokens)
-    prompts = load_prompts(cfg.general_data, table, tokenizer, max_prompt, "raise").prompts
-    prompts = [p for p in prompts if table.spec(p.record.task).capability == "general"]
+    max_len, max_prompt = context_budget(hf_dir, generation.max_prompt_tokens, generation.max_response_tokens)
+    prompts = load_prompts(data.general_data, table, tokenizer, max_prompt, "raise", "sft_data.general_data")
+    prompts = [p for p in prompts.prompts if table.spec(p.record.task).capability == "general"]
     if not prompts:
         raise ConfigError(
-            f"sft_data.general_data {cfg.general_data}: no records of a general-capability task"
+            f"sft_data.general_data {data.general_data}: no records of a general-capability task"
         )
-    drawn = random.Random(seed).sample(prompts, min(count, len(prompts)))
-    sampling = SamplingConfig(
-        num_generations_per_prompt=cfg.best_of_n,
-        temperature=cfg.temperature,
-        max_response_tokens=cfg.max_response_tokens,
-    )
-    engine = VLLMEngine(hf_dir, "auto", cfg.engine, max_len, seed, load_weights=True)
+    drawn = random.Random(cfg.seed).sample(prompts, min(count, len(prompts)))
+    engine = VLLMEngine(hf_dir, cfg.engine.dtype, cfg.engine, max_len, cfg.seed, load_weights=True)
     try:
-        seeds = [sample_seed(seed, item_key(p)) for p in drawn]
-        outputs = engine.generate([p.token_ids for p in drawn], sampling, seeds)
+        answered = generate_and_score(
+            engine, drawn, [item_key(p) for p in drawn], generation, table, tokenizer, cfg.seed
+        )
     finally:
         engine.shutdown()
-    texts = [[tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in cs] for cs in outputs]
-    flat = score_batch(
-        table, [t for ts in texts for t in ts], [p.record for p in drawn for _ in range(cfg.best_of_n)]
-    )
     records, best_scores, dropped = [], [], 0
-    for i, (prompt, answers) in enumerate(zip(drawn, texts, strict=True)):
-        scores = [r.score for r in flat[i * cfg.best_of_n : (i + 1) * cfg.best_of_n]]
+    for generated in answered:
+        scores = [r.score for r in generated.results]
         best = best_answer(scores)
-        if scores[best] < cfg.min_judge_score:
+        if scores[best] < data.min_judge_score:
             dropped += 1
             continue
         best_scores.append(scores[best])
-        record = prompt.record
+        record = generated.prompt.record
         messages = [
             *record.prompt_messages(table.spec(record.task).prompt_template),
-            ChatMessage(role="assistant", content=answers[best]),
+            ChatMessage(role="assistant", content=generated.texts[best]),
         ]
         meta = {"rehearsal": True, "judge_score": scores[best], "language": record.language}
         records.append(ChatRecord(messages=messages, task=record.task, id=record.id, meta=meta))
@@ -116,7 +103,7 @@ def rehearsal(
 def run_build_sft_data(cfg: RunConfig) -> Path:
     """Build stage 2's SFT data; returns the train.jsonl path."""
     data = cfg.sft_data
-    table = load_task_table(data.task_table)
+    table = load_task_table(cfg.task_table)
     diagnosis = data.diagnosis or cfg.run_dir / "diagnosis" / "diagnosis.json"
     selected = read_selected_tasks(diagnosis, table)
     out = cfg.run_dir / OUT_DIR
@@ -129,7 +116,7 @@ def run_build_sft_data(cfg: RunConfig) -> Path:
     count = rehearsal_count(len(targeted), data.rehearsal_ratio)
     rehearsal_stats = None
     if count:
-        extra, rehearsal_stats = rehearsal(data, table, count, out / "rehearsal_model", cfg.seed)
+        extra, rehearsal_stats = rehearsal(cfg, table, count, out / "rehearsal_model")
         chats += extra
     random.Random(cfg.seed).shuffle(chats)
     out.mkdir(parents=True, exist_ok=True)

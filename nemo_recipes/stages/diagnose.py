@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nemo_recipes.config import DiagnosisConfig, RunConfig
-from nemo_recipes.config_loader import ConfigError
+from eval.report import load_report
+from eval.runner import run_eval
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.stage2 import DiagnosisConfig
 
 
 @dataclass(frozen=True)
@@ -129,15 +132,11 @@ def write_diagnosis(
 def _report(model: Path, report: Path | None, cfg: RunConfig, out: Path, label: str) -> dict:
     """`model`'s eval report: the given one, or a fresh evaluation under `out`."""
     if report is not None:
-        from eval.report import load_report
-
         try:
             return load_report(report)
         except FileNotFoundError as e:
             raise ConfigError(f"diagnosis.{label}_report: {e}") from e
-    from eval.runner import run_eval
-
-    return run_eval(model, cfg.eval, out, label=label)
+    return run_eval(model, cfg, out, label=label)
 
 
 def run_diagnose(cfg: RunConfig) -> Path:

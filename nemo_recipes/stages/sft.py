@@ -1,7 +1,8 @@
 """The SFT stage: packed, answer-only supervised fine-tuning on chat records.
 
-`run_sft(cfg)` is the whole loop: set up, resume, step, evaluate, checkpoint. It reads top to bottom;
-every step it calls is a shared component (model, optimizer, train step, checkpoint, metrics).
+`run_sft(cfg)` is the whole stage: the shared set-up (`stages/setup.py`: launch, tokenizer, policy,
+run log), the rows, then the loop: step, evaluate, log, checkpoint. It reads top to bottom; every step
+it calls is a shared component (model, optimizer, train step, checkpoint, metrics).
 """
 
 from __future__ import annotations
@@ -9,32 +10,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from nemo_recipes.parallel.distributed import (
-    init_distributed,
-    is_logging_rank,
-    read_launch_env,
-    seed_all,
-    shutdown,
-)
+from nemo_recipes.parallel.distributed import is_logging_rank
 
 import torch
-from transformers import AutoTokenizer
 
-from conversion.weights import initialize_from
-from nemo_recipes import preemption
 from nemo_recipes.algorithms.sft_loss import masked_token_loss
-from nemo_recipes.checkpoint.files import latest_checkpoint
-from nemo_recipes.checkpoint.manager import (
-    TrainerState,
-    current_layout,
-    load_checkpoint,
-    save_checkpoint,
-)
-from nemo_recipes.config import RunConfig, SFTConfig, check_launch, resolve_asset
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.model import ModelConfig
+from nemo_recipes.config.training import SFTConfig
 from nemo_recipes.data.sft_dataset import (
     ChatTemplateError,
     collate,
@@ -43,21 +29,19 @@ from nemo_recipes.data.sft_dataset import (
     unpacked_rows,
 )
 from nemo_recipes.metrics import MetricsLogger
-from nemo_recipes.model.build import build_model, resolve_transformer_impl
 from nemo_recipes.records.chat import read_chat_records
-from nemo_recipes.run_dir import provenance, write_run_files
-from nemo_recipes.training.optimizer import build_optimizer
+from nemo_recipes.stages.setup import (
+    Policy,
+    StageOutcome,
+    build_policy,
+    launched,
+    load_tokenizer,
+    pad_token_id,
+    run_log,
+)
 from nemo_recipes.training.step import StepResult, run_step
 
 METRICS = ("lm_loss",)
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    checkpoint: Path | None
-    completed: bool
-    """False when a stop signal ended the stage early (resume by running it again)."""
-    steps: int
 
 
 def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig) -> tuple[list, dict]:
@@ -79,10 +63,9 @@ def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig) -> tuple[list, di
             except ChatTemplateError as e:
                 raise ConfigError(f"{where}: {e}") from e
             examples.append(dataclasses.replace(example, record_id=where))
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     layout = pack_sequences if sft.packing else unpacked_rows
     try:
-        rows = layout(examples, sft.seq_length, pad_token_id=pad, truncate=sft.truncate)
+        rows = layout(examples, sft.seq_length, pad_token_id=pad_token_id(tokenizer), truncate=sft.truncate)
     except ValueError as e:  # a conversation longer than seq_length, named by file:line
         raise ConfigError(f"{e} (raise sft.seq_length or set sft.truncate: true)") from e
     return rows, {"records": len(examples), "skipped_records": skipped, "rows": len(rows)}
@@ -154,60 +137,46 @@ def _total_steps(sft: SFTConfig, num_rows: int) -> int:
 
 def run_sft(cfg: RunConfig) -> StageOutcome:
     """Run (or resume) the SFT stage described by `cfg` on this process's rank."""
-    sft, run_dir = cfg.sft, cfg.run_dir
-    preemption.install_handlers()  # first: a stop signal during set-up must not kill the rank
-    launch = read_launch_env()
-    dp_size = check_launch(cfg, launch.world_size)
-    resolve_transformer_impl(cfg.model, cfg.parallel)  # TE-only options fail here, before any set-up
-    init_distributed(cfg.parallel, launch)
-    try:
-        return _train(cfg, sft, run_dir, dp_size)
-    finally:
-        shutdown()
+    sft = cfg.sft
+    with launched(cfg, "sft") as replica:
+        tokenizer = load_tokenizer(cfg.model)
+        train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft)
+        valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft) if sft.valid_data else ([], {})
+        total_steps = _total_steps(sft, len(train_rows))
+        _check_vocab(tokenizer, cfg.model)
+        policy = build_policy(cfg, sft.optimizer, sft.checkpoint, total_steps)
+        if policy.initialized_from is not None and is_logging_rank():
+            print(f"[sft] initial weights from {policy.initialized_from}", flush=True)
+        with run_log(cfg, "sft", total_steps, policy.state.step) as logger:
+            if logger:
+                start = policy.resumed_from or "scratch"
+                print(f"[sft] {data_stats}, {total_steps} steps, resume from {start}", flush=True)
+            return _train(cfg, policy, train_rows, valid_rows, total_steps, replica, logger)
 
 
-def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> StageOutcome:
-    from megatron.core import parallel_state
-
-    seed_all(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset(cfg.model.tokenizer, "tokenizer")))
-    train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft)
-    valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft) if sft.valid_data else ([], {})
-    total_steps = _total_steps(sft, len(train_rows))
-
-    model, _, arch = build_model(cfg.model, cfg.parallel)
-    if len(tokenizer) > arch.vocab_size:
+def _check_vocab(tokenizer, model_cfg: ModelConfig) -> None:
+    """Every token id the tokenizer can produce must have an embedding row."""
+    vocab_size = model_cfg.hf_config_dict()["vocab_size"]
+    if len(tokenizer) > vocab_size:
         raise ConfigError(
-            f"tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size {arch.vocab_size}"
+            f"tokenizer has {len(tokenizer)} tokens, more than the model's vocab_size {vocab_size}"
         )
-    optimizer, scheduler = build_optimizer(model, sft.optimizer, cfg.parallel, total_steps)
 
-    ckpt_root = run_dir / "checkpoints"
-    resume_from = latest_checkpoint(ckpt_root) if sft.checkpoint.resume == "auto" else None
-    state = TrainerState(step=0, consumed_rows=0, scheduler={}, layout=current_layout())
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, sft.checkpoint)
-        scheduler.load_state_dict(state.scheduler)
-    elif cfg.model.init_from is not None:
-        source = initialize_from(cfg.model.init_from, model, cfg.model.hf_import_cache)
-        if is_logging_rank():
-            print(f"[sft] initial weights from {source}", flush=True)
 
-    dp_rank = parallel_state.get_data_parallel_rank()
-    logger = None
-    if is_logging_rank():
-        write_run_files(run_dir, cfg, provenance(cfg, torch.distributed.get_world_size(), current_layout()))
-        logger = MetricsLogger(run_dir, cfg.logging, total_steps, state.step, name="sft")
-        print(f"[sft] {data_stats}, {total_steps} steps, resume from {resume_from or 'scratch'}", flush=True)
-
-    def save() -> Path:
-        state.scheduler = scheduler.state_dict()
-        return save_checkpoint(ckpt_root, model, optimizer, state, sft.checkpoint)
-
-    last_ckpt = resume_from
+def _train(
+    cfg: RunConfig,
+    policy: Policy,
+    train_rows: list,
+    valid_rows: list,
+    total_steps: int,
+    replica: tuple[int, int],
+    logger: MetricsLogger | None,
+) -> StageOutcome:
+    """The steps left: train, evaluate at the interval, log, checkpoint; a stop signal ends it early."""
+    sft, state, optimizer = cfg.sft, policy.state, policy.optimizer
     while state.step < total_steps:
         result = train_step(
-            model, optimizer, scheduler, train_rows, state.step, sft, cfg.seed, dp_rank, dp_size
+            policy.model, optimizer, policy.scheduler, train_rows, state.step, sft, cfg.seed, *replica
         )
         state.step += 1
         state.consumed_rows += sft.global_batch_size
@@ -221,22 +190,12 @@ def _train(cfg: RunConfig, sft: SFTConfig, run_dir: Path, dp_size: int) -> Stage
             "update_skipped": result.update_skipped,
         }
         if valid_rows and (state.step % sft.eval_interval_steps == 0 or state.step == total_steps):
-            metrics["val_loss"] = evaluate(model, valid_rows, sft, dp_rank, dp_size)
+            metrics["val_loss"] = evaluate(policy.model, valid_rows, sft, *replica)
         if logger and (state.step % cfg.logging.log_interval_steps == 0 or "val_loss" in metrics):
             logger.log(state.step, metrics)
-        stop = preemption.should_stop()
-        if stop or state.step % sft.checkpoint.save_interval_steps == 0 or state.step == total_steps:
-            last_ckpt = save()
-        if stop:
-            if logger:
-                logger.close()
-                print(f"[sft] signal {preemption.received_signal()}: saved {last_ckpt}, exiting", flush=True)
-            return StageOutcome(last_ckpt, completed=False, steps=state.step)
-    if logger:
-        logger.close()
-    if last_ckpt is None:  # resumed at the end already
-        last_ckpt = latest_checkpoint(ckpt_root)
-    return StageOutcome(last_ckpt, completed=True, steps=state.step)
+        if policy.checkpoint_if_due(total_steps):
+            return policy.stopped("sft")
+    return policy.finished()
 
 
 def evaluate(model: list, rows: list, sft: SFTConfig, dp_rank: int, dp_size: int) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 DEFAULT_RUBRIC = (
     "You are grading an answer to a social-media task.\n"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from pydantic import Field, PositiveInt
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 # Runs first inside the namespace: set the limits, drop to the sandbox user, exec the program.
 _LAUNCHER = """

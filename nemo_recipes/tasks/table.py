@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, field_validator
 
-from nemo_recipes.config import resolve_asset
-from nemo_recipes.config_loader import ConfigError, StrictModel, load_config
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import ConfigError, StrictModel, load_config
 from nemo_recipes.records.chat import RecordError, RecordValidationError
 from nemo_recipes.records.task import Language, TaskName, TaskRecord, iter_task_record_lines
 from nemo_recipes.tasks.rewards import RewardSpec, check_reward_record

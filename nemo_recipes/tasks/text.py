@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import regex
 from pydantic import Field
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 if TYPE_CHECKING:
     from nemo_recipes.records.task import TaskRecord

@@ -12,7 +12,8 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer import TransformerConfig
 from megatron.core.utils import get_model_config
 
-from nemo_recipes.config import OptimizerConfig, ParallelConfig
+from nemo_recipes.config.model import ParallelConfig
+from nemo_recipes.config.training import OptimizerConfig
 
 
 def build_optimizer(

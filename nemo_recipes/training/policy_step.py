@@ -14,10 +14,9 @@ from collections.abc import Sequence
 import torch
 
 from nemo_recipes.algorithms.grpo import group_advantages, overlong_penalty, policy_loss
-from nemo_recipes.config import GRPOConfig
+from nemo_recipes.config.rl import GRPOConfig, PolicyLossConfig
 from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, collate_rollouts
 from nemo_recipes.records.rollout import RolloutGroup
-from nemo_recipes.rl_config import PolicyLossConfig
 from nemo_recipes.training.logprobs import compute_logprobs, token_entropy, token_logprobs
 from nemo_recipes.training.step import StepResult, run_step
 
@@ -40,7 +39,7 @@ LOSS_METRICS = (
 def shaped_rewards(group: RolloutGroup, grpo: GRPOConfig) -> torch.Tensor:
     """Task rewards plus the soft overlong penalty, [n]."""
     lengths = torch.tensor([len(c.token_ids) for c in group.completions])
-    penalty = overlong_penalty(lengths, grpo.sampling.max_response_tokens, grpo.overlong)
+    penalty = overlong_penalty(lengths, grpo.generation.max_response_tokens, grpo.overlong)
     return torch.tensor(group.rewards, dtype=torch.float32) + penalty
 
 
@@ -83,7 +82,7 @@ def with_logprobs(
     """Attach `model`'s logprobs as `field` (old_logprobs / ref_logprobs) on the last pipeline stage."""
     flat = [b for mini in batches for b in mini]
     logprobs = compute_logprobs(
-        model, flat, grpo.seq_length, grpo.micro_batch_size, grpo.sampling.temperature
+        model, flat, grpo.seq_length, grpo.micro_batch_size, grpo.generation.temperature
     )
     if logprobs is None:
         return batches
@@ -140,7 +139,7 @@ def train_on_groups(
     if reference is not None:
         batches = with_logprobs(reference, batches, grpo, "ref_logprobs")
     logprob_seconds = time.perf_counter() - start
-    forward_step = policy_forward_step(grpo.loss, grpo.sampling.temperature)
+    forward_step = policy_forward_step(grpo.loss, grpo.generation.temperature)
     results = [
         run_step(
             model,

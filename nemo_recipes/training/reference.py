@@ -9,7 +9,7 @@ import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core
 from megatron.core.transformer.module import Float16Module
 
 from conversion.weights import initialize_from
-from nemo_recipes.config import ModelConfig, ParallelConfig
+from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import build_gpt_chunks, resolve_transformer_impl, transformer_config
 
 

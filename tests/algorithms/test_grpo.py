@@ -9,12 +9,11 @@ import torch
 
 from nemo_recipes.algorithms.grpo import (
     group_advantages,
-    informative_groups,
     kl_penalty,
     overlong_penalty,
     policy_loss,
 )
-from nemo_recipes.rl_config import OverlongPenaltyConfig, PolicyLossConfig
+from nemo_recipes.config.rl import OverlongPenaltyConfig, PolicyLossConfig
 
 NO_TIS = {"tis_cap": None}
 
@@ -27,7 +26,7 @@ def logs(*ratios: float) -> list[float]:
     return [math.log(r) for r in ratios]
 
 
-# ---- advantages and the dynamic-sampling filter ----
+# ---- advantages ----
 
 
 def test_advantages_std_normalised_unbiased() -> None:
@@ -52,11 +51,6 @@ def test_all_equal_group_gives_zero_not_nan(normalize_std: bool) -> None:
 def test_std_needs_two_responses() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         group_advantages(torch.tensor([[1.0]]), normalize_std=True)
-
-
-def test_informative_groups_exact_comparison() -> None:
-    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 1.0], [0.5, 0.5, 0.5000001]])
-    assert informative_groups(rewards).tolist() == [False, False, True, True]
 
 
 # ---- overlong penalty ----

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from nemo_recipes.config import ASSETS
+from nemo_recipes.config.assets import ASSETS
 
 ARCHS = ("tiny-qwen3", "tiny-qwen3-untied", "tiny-qwen2", "tiny-llama", "tiny-qwen3-moe")
 """Run at every TP/PP/VP layout, in both dtypes."""

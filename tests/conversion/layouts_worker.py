@@ -30,7 +30,7 @@ from conversion.hf_io import read_hf_tensors
 from conversion.verify import compare_logits, megatron_logits
 from conversion.weights import iter_hf_weights, load_hf_weights
 from nemo_recipes.checkpoint.manager import save_model_weights
-from nemo_recipes.config import ParallelConfig
+from nemo_recipes.config.model import ParallelConfig
 from tests.conversion.hf_models import ALL_ARCHS, ARCHS, DTYPES, MOE_ARCHS
 
 LAYOUTS = ((1, 1, None, 1), (2, 1, None, 1), (1, 2, None, 1), (2, 2, None, 1), (1, 2, 2, 1))  # tp pp vp ep

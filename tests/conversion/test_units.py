@@ -18,8 +18,9 @@ from conversion.hf_config import (
 from conversion.hf_io import INDEX_FILE, expected_hf_shapes, read_hf_tensors, write_safetensors_shards
 from conversion.mapping import BRIDGES, grouped_expert_name, te_name
 from conversion.verify import compare_logits
-from nemo_recipes.config import ASSETS, ModelConfig, ParallelConfig
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.assets import ASSETS
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.model.build import FAMILIES, MOE_FAMILIES, transformer_config
 
 TINY_MOE = ASSETS / "models" / "tiny-qwen3-moe" / "config.json"

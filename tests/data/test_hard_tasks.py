@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from nemo_recipes.config.pipeline import RefineConfig
 from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
-from nemo_recipes.pipeline_config import RefineConfig
 
 
 def test_late_pass_rates_average_the_last_steps_per_task(tmp_path: Path) -> None:

@@ -15,7 +15,12 @@ ITEMS = 100  # 25 test records per task in sns_demo/test.jsonl
 
 
 def eval_args(model: Path, out: Path) -> list[str]:
-    sets = ["max_response_tokens=16", "batch_size=16", "hf_config=tiny-qwen3", "tokenizer=tiny"]
+    sets = [
+        "eval.generation.max_response_tokens=16",
+        "eval.batch_size=16",
+        "model.hf_config=tiny-qwen3",
+        "model.tokenizer=tiny",
+    ]
     return [
         "eval",
         str(model),

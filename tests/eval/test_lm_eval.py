@@ -13,8 +13,9 @@ import pytest
 from eval.lm_eval_suite import DEFAULT_INCLUDE_PATH, run_lm_eval
 from eval.model_source import hf_model_dir
 from eval.runner import add_lm_eval, run_eval
-from nemo_recipes.config_loader import ConfigError
-from nemo_recipes.eval_config import EvalConfig
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.evaluation import EvalConfig
+from nemo_recipes.config.loader import ConfigError
 
 TASKS = ["redone_arith_mc", "redone_arith_gen"]
 ITEMS = 20
@@ -83,11 +84,10 @@ def test_general_suite_counts_lm_eval_tasks() -> None:
 
 def test_run_eval_reports_lm_eval_in_the_general_suite(hf_dir: Path, tmp_path: Path) -> None:
     # no general records selected (the only task is SNS): vLLM is not started, lm-eval alone scores
-    cfg = EvalConfig(
-        suites=["general"],
-        tasks=["sns_taxonomy"],
-        lm_eval_tasks=["redone_arith_mc"],
-        lm_eval_limit=8,
+    cfg = RunConfig(
+        eval=EvalConfig(
+            suites=["general"], tasks=["sns_taxonomy"], lm_eval_tasks=["redone_arith_mc"], lm_eval_limit=8
+        )
     )
     report = run_eval(hf_dir, cfg, tmp_path / "out", progress=False)
     general = report["suites"]["general"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nemo_recipes.config import RunConfig
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.loader import ConfigError, load_config
 from nemo_recipes.model.build import resolve_transformer_impl, transformer_config
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU resolution")

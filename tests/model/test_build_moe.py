@@ -11,7 +11,7 @@ import torch
 from megatron.core.transformer.moe.experts import SequentialMLP
 
 from nemo_recipes.config import RunConfig, check_launch
-from nemo_recipes.config_loader import ConfigError, load_config
+from nemo_recipes.config.loader import ConfigError, load_config
 from nemo_recipes.model.build import layer_spec, transformer_config
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU resolution")

@@ -20,10 +20,11 @@ import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 
-from nemo_recipes.config import ModelConfig, ParallelConfig, RunConfig
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.generation import GenerationConfig
+from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts
 from nemo_recipes.model.build import build_model
-from nemo_recipes.rl_config import SamplingConfig
 from nemo_recipes.rollout.placement import hosts_engine, share_from_engine
 from nemo_recipes.rollout.refit import refit_engine
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
@@ -37,8 +38,8 @@ PAD_ID = 0
 TEMPERATURES = (1.0, 0.7)
 
 
-def sampling(temperature: float) -> SamplingConfig:
-    return SamplingConfig(
+def sampling(temperature: float) -> GenerationConfig:
+    return GenerationConfig(
         num_generations_per_prompt=4, temperature=temperature, max_response_tokens=MAX_RESPONSE_TOKENS
     )
 

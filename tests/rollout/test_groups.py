@@ -10,14 +10,16 @@ import pytest
 import torch.distributed as dist
 from transformers import AutoTokenizer
 
-from nemo_recipes.config import GRPOConfig, resolve_asset
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.generation import GenerationConfig
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.rl import GRPOConfig
 from nemo_recipes.data.rl_prompts import Prompt, load_prompts
 from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.records.chat import RecordValidationError
 from nemo_recipes.records.rollout import Completion
-from nemo_recipes.rl_config import SamplingConfig
-from nemo_recipes.rollout.groups import collect_step_groups, sample_seed
+from nemo_recipes.rollout.generate import sample_seed
+from nemo_recipes.rollout.groups import collect_step_groups
 from nemo_recipes.tasks import load_task_table
 
 
@@ -29,7 +31,7 @@ class ScriptedEngine:
         self.tokenizer, self.solvable = tokenizer, solvable
         self.seen_seeds: list[int] = []
 
-    def generate(self, prompts, sampling: SamplingConfig, seeds: Sequence[int]) -> list[list[Completion]]:
+    def generate(self, prompts, sampling: GenerationConfig, seeds: Sequence[int]) -> list[list[Completion]]:
         self.seen_seeds += list(seeds)
         out = []
         for ids in prompts:
@@ -55,7 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory):
 def setup(world):
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset("tiny", "tokenizer")))
     table = load_task_table("toy_rl")
-    prompts = load_prompts(["toy_rl/train.jsonl"], table, tokenizer, 32, "raise").prompts
+    prompts = load_prompts(["toy_rl/train.jsonl"], table, tokenizer, 32, "raise", "grpo.train_data").prompts
     sampler = TaskSampler([p.record.task for p in prompts], {t: 1.0 for t in table.names}, seed=7)
     return tokenizer, table, prompts, sampler
 
@@ -63,7 +65,7 @@ def setup(world):
 def collect(setup, solvable: set[str], position: int = 0, **grpo_sets):
     tokenizer, table, prompts, sampler = setup
     grpo = GRPOConfig.model_validate(
-        {"prompts_per_step": 4, "sampling": {"num_generations_per_prompt": 4}} | grpo_sets
+        {"prompts_per_step": 4, "generation": {"num_generations_per_prompt": 4}} | grpo_sets
     )
     engine = ScriptedEngine(prompts, tokenizer, solvable)
     got = collect_step_groups(engine, prompts, sampler, position, grpo, table, tokenizer, 7, (0, 1))
@@ -114,10 +116,11 @@ def test_bad_and_too_long_prompts_name_their_record(setup, tmp_path: Path) -> No
     bad = '{"id": "x", "task": "nope", "language": "en", "split": "train", "question": "q", "answer": "a"}'
     data.write_text(good + "\n" + bad + "\n")
     with pytest.raises(RecordValidationError, match=rf"{data}:2: task: .*nope"):
-        load_prompts([str(data)], table, tokenizer, 32, "raise")
-    skipped = load_prompts([str(data)], table, tokenizer, 32, "skip")
+        load_prompts([str(data)], table, tokenizer, 32, "raise", "grpo.train_data")
+    skipped = load_prompts([str(data)], table, tokenizer, 32, "skip", "grpo.train_data")
     assert len(skipped.prompts) == 1 and len(skipped.skipped) == 1
     with pytest.raises(
-        ConfigError, match=rf"{data}:1: the prompt has \d+ tokens, more than grpo.max_prompt_tokens 3"
+        ConfigError,
+        match=rf"{data}:1: the prompt has \d+ tokens, more than grpo.generation.max_prompt_tokens 3",
     ):
-        load_prompts([str(data)], table, tokenizer, 3, "skip")
+        load_prompts([str(data)], table, tokenizer, 3, "skip", "grpo.train_data")

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from slurm import local_cluster
 from tests.conftest import REPO, cli_command, cli_env, losses, run_cli
+from tests.slurm import local_cluster
 
 SFT_RECIPE = REPO / "nemo_recipes" / "recipes" / "sft_tiny.yaml"
 SFT_STEPS = 16

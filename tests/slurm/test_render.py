@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.config_loader import parse_override
+from nemo_recipes.config.loader import parse_override
 from slurm.submit import RANK_WRAPPER
 from tests.conftest import REPO, run_cli
 

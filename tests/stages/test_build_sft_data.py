@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nemo_recipes.config import resolve_asset
+from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
 from nemo_recipes.tasks import TaskRecord, load_task_table, read_task_records, score
 from tests.conftest import run_cli
@@ -70,9 +70,9 @@ def test_build_targets_and_judged_rehearsal(init_ckpt: Path, tmp_path: Path) -> 
         f"sft_data.rehearsal_model={hf}",
         "sft_data.max_sns_records=30",
         "sft_data.rehearsal_ratio=0.25",
-        "sft_data.best_of_n=3",
-        "sft_data.max_response_tokens=8",
-        "sft_data.max_prompt_tokens=512",
+        "sft_data.generation.num_generations_per_prompt=3",
+        "sft_data.generation.max_response_tokens=8",
+        "sft_data.generation.max_prompt_tokens=512",
     ]
     run_cli(["build-sft-data", *[a for s in sets for a in ("--set", s)]], timeout=600)
     out = tmp_path / "run" / "sft_data"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.config import DiagnosisConfig
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.stage2 import DiagnosisConfig
 from nemo_recipes.stages.diagnose import TaskScore, diagnose, task_scores, write_diagnosis
 
 MODEL = {"ner": 30.0, "taxonomy": 80.0, "hashtag": 55.0, "zh2en": 20.0}

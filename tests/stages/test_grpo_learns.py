@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nemo_recipes.config import resolve_asset
+from nemo_recipes.config.assets import resolve_asset
 from tests.conftest import read_metrics, run_cli
 from tests.stages.grpo_cli import grpo_args
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nemo_recipes.config import resolve_asset
+from nemo_recipes.config.assets import resolve_asset
 from tests.conftest import run_cli
 
 GOOD = resolve_asset("toy_chat/train.jsonl", "data").read_text().splitlines()[:40]

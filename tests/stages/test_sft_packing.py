@@ -8,8 +8,9 @@ from nemo_recipes.parallel.distributed import init_distributed, read_launch_env,
 import pytest
 from transformers import AutoTokenizer
 
-from nemo_recipes.config import RunConfig, resolve_asset
-from nemo_recipes.config_loader import load_config
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.loader import load_config
 from nemo_recipes.model.build import build_model
 from nemo_recipes.stages.sft import METRICS, load_rows, micro_batches, sft_forward_step
 from nemo_recipes.training.optimizer import build_optimizer

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_recipes.config_loader import ConfigError
+from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.records.chat import RecordValidationError
 from nemo_recipes.tasks import (
     TaskRecord,

@@ -13,7 +13,7 @@ from typing import Literal
 
 from sacrebleu.metrics import BLEU
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult, zero
 from nemo_recipes.tasks.text import ExtractConfig, extract_answer

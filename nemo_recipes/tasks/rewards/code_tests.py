@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult, zero
 from nemo_recipes.tasks.sandbox import SandboxConfig, run_python

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PositiveFloat
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.result import RewardResult
 

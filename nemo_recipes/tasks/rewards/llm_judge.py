@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.judge import JudgeConfig, get_judge_client
 from nemo_recipes.tasks.result import RewardResult, zero

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks.constraints import Constraint
 from nemo_recipes.tasks.result import RewardResult, zero

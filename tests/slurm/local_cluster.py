@@ -7,7 +7,10 @@ accepted and Slurm sets CUDA_VISIBLE_DEVICES. Everything lives under one state d
 system change is a `127.0.0.1 n1 n2` line in /etc/hosts (the node names must resolve for rendezvous),
 removed on stop.
 
-    python -m slurm.local_cluster start|stop|status     (as root; installs the Debian packages if missing)
+    python -m tests.slurm.local_cluster start|stop|status
+
+Run it from the repository root, as root (`start` installs the Debian packages if missing). It is
+test scaffolding, not part of the installed package.
 
 Clients find the cluster through `SLURM_CONF` (printed by `start`; `client_env()` in Python).
 """
@@ -310,7 +313,7 @@ def _terminate(pid: int, timeout_s: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m slurm.local_cluster", description=__doc__.splitlines()[0]
+        prog="python -m tests.slurm.local_cluster", description=__doc__.splitlines()[0]
     )
     parser.add_argument("action", choices=("start", "stop", "status"))
     args = parser.parse_args(argv)

@@ -17,9 +17,9 @@ contact spam. Three parts, all in this one process:
 3. DSIR toward news sentences from half reviews, half news: our step against data-selection's
    ``HashedNgramDSIR`` (weights docs/s, and the news share after keeping half).
 
-Usage (from the repository root)::
+Usage (from the repository root; the smallest run: ``--base-docs 400 --repeats 1``)::
 
-    python -m benchmarks.data_prep [--base-docs 20000] [--repeats 3] [--workdir DIR]
+    python benchmarks/data_curation.py [--base-docs 20000] [--repeats 3] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -35,6 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # data-selection's progress bars
+# The test corpora (tests.data_prep) are not installed: they import from the repository root, which a
+# script run as a file does not have on its path.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from data_selection import HashedNgramDSIR

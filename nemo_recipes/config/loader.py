@@ -22,7 +22,9 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, use_attribute_docstrings=True
+    )
 
 
 class ConfigError(ValueError):
@@ -164,10 +166,33 @@ def load_config(schema: type[M], recipe: Path | None = None, overrides: list[str
         parts, value = parse_override(arg)
         _set_dotted(tree, parts, value, f"--set {arg}")
         sources[".".join(parts)] = f"--set {arg}"
+    _refuse_renamed_keys(tree, getattr(schema, "renamed_keys", {}), sources)
     try:
         return schema.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, schema, sources)) from None
+
+
+def _refuse_renamed_keys(tree: dict[str, Any], renamed: dict[str, str], sources: dict[str, str]) -> None:
+    """Keys of an earlier version are errors naming where each setting lives now (all listed at once).
+
+    `renamed` maps an old dotted key to its new key, or to a parenthesised note when it is gone.
+    """
+    found = []
+    for old, new in renamed.items():
+        if _has_dotted(tree, old.split(".")):
+            now = new if new.startswith("(") else f"is now '{new}'"
+            found.append(f"{_source_of(old, sources)}: '{old}' {now}")
+    if found:
+        raise ConfigError("config keys of an earlier version:\n  " + "\n  ".join(found))
+
+
+def _has_dotted(tree: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
 
 
 def dump_config(cfg: BaseModel, path: Path) -> None:

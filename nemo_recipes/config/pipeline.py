@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from nemo_recipes.config_loader import StrictModel
+from nemo_recipes.config.loader import StrictModel
 
 UnitName = Literal["base_eval", "stage1_grpo", "diagnosis", "sft_data", "stage2_sft", "stage3_grpo", "final"]
 UNITS: tuple[UnitName, ...] = (
@@ -38,6 +38,7 @@ class RefineConfig(StrictModel):
     pass_rate_boost: float = Field(1.0, ge=0.0)
     """Weight factor 1 + boost x (1 - pass rate) per task, from stage 1's last `pass_rate_window_steps`."""
     pass_rate_window_steps: PositiveInt = 10
+    """Stage 1's last this many steps give each task's late pass rate."""
 
 
 class PipelineConfig(StrictModel):

@@ -1,0 +1,172 @@
+"""The run config tree: one typed section per concern, defaults in code, cross-field rules. Torch-free.
+
+A recipe YAML holds only what differs from these defaults; `loader.load_config` merges it with `--set`
+overrides and validates once. `check_launch` adds the rules that need the world size. Each section
+lives in the module named for it (model, training, rl, generation, stage2, evaluation, pipeline);
+settings used by several stages (seed, task table, engine) are stated once, here at the top.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from nemo_recipes.config.evaluation import EvalConfig
+from nemo_recipes.config.generation import EngineConfig
+from nemo_recipes.config.loader import ConfigError, StrictModel
+from nemo_recipes.config.model import ModelConfig, ParallelConfig, hf_num_experts
+from nemo_recipes.config.pipeline import PipelineConfig
+from nemo_recipes.config.rl import GRPOConfig
+from nemo_recipes.config.stage2 import DiagnosisConfig, SFTDataConfig
+from nemo_recipes.config.training import LoggingConfig, SFTConfig
+
+RENAMED_KEYS: dict[str, str] = {
+    "grpo.sampling": "grpo.generation",
+    "grpo.max_prompt_tokens": "grpo.generation.max_prompt_tokens",
+    "grpo.engine": "engine",
+    "grpo.task_table": "task_table",
+    "sft_data.task_table": "task_table",
+    "sft_data.engine": "engine",
+    "sft_data.best_of_n": "sft_data.generation.num_generations_per_prompt",
+    "sft_data.temperature": "sft_data.generation.temperature",
+    "sft_data.max_prompt_tokens": "sft_data.generation.max_prompt_tokens",
+    "sft_data.max_response_tokens": "sft_data.generation.max_response_tokens",
+    "eval.task_table": "task_table",
+    "eval.engine": "engine",
+    "eval.seed": "seed",
+    "eval.dtype": "engine.dtype",
+    "eval.hf_config": "model.hf_config",
+    "eval.tokenizer": "model.tokenizer",
+    "eval.temperature": "eval.generation.temperature",
+    "eval.max_prompt_tokens": "eval.generation.max_prompt_tokens",
+    "eval.max_response_tokens": "eval.generation.max_response_tokens",
+    "engine.max_model_len": "(removed: each use's engine length is its generation.max_prompt_tokens "
+    "+ max_response_tokens)",
+    **{
+        key: f"eval.{key}"  # an eval config of `redone eval --config` before it took a run recipe
+        for key in ("data", "suites", "tasks", "batch_size", "lm_eval_tasks", "lm_eval_include_path")
+    },
+}
+"""Keys of earlier versions -> where the setting lives now: a recipe using one fails naming the new key."""
+
+
+class RunConfig(StrictModel):
+    """The whole run. `redone sft` uses model, parallel, logging, sft; `redone grpo` uses grpo, not sft."""
+
+    renamed_keys: ClassVar[dict[str, str]] = RENAMED_KEYS
+
+    run_dir: Path = Path("runs/default")
+    """Where the run writes: resolved config, provenance, metrics, checkpoints (a pipeline: its units)."""
+    seed: int = 1234
+    """Seeds everything: initialisation, data order, sampling (rollouts, rehearsal, eval) of every unit."""
+    task_table: str = "sns_demo"
+    """The run's task table (reward and metrics per task): a shipped name, a YAML file or a directory
+    (docs/tasks.md); GRPO, stage 2's data and evaluation all read it."""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    """The model: architecture, tokenizer, starting weights, numerics."""
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    """The parallel layout of training (data parallel: what the world size leaves)."""
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    """The inference engine of GRPO rollouts, rehearsal and evaluation (null fields: device defaults)."""
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    """Metrics: interval, TensorBoard, W&B, progress bar."""
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    """The SFT stage (`redone sft`; stage 2 of the pipeline)."""
+    grpo: GRPOConfig = Field(default_factory=GRPOConfig)
+    """The RL stage (`redone grpo`; stages 1 and 3 of the pipeline)."""
+    diagnosis: DiagnosisConfig = Field(default_factory=lambda: DiagnosisConfig(k_weakest=3))
+    """Which tasks go to stage 2 (`redone diagnose`); default rule: the 3 weakest."""
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    """What evaluation scores (`redone eval`; every unit of the pipeline)."""
+    sft_data: SFTDataConfig = Field(default_factory=SFTDataConfig)
+    """Stage 2's data (`redone build-sft-data`)."""
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    """`redone run`: which units, where they run, how stage 3 weighs hard tasks."""
+
+
+def _stage_batch(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> tuple[int, str, int, int, str]:
+    """(rows per optimizer step, what they are, micro-batch size, seq length, its key) of a stage."""
+    if stage == "sft":
+        sft = cfg.sft
+        return (
+            sft.global_batch_size,
+            "sft.global_batch_size",
+            sft.micro_batch_size,
+            sft.seq_length,
+            "sft.seq_length",
+        )
+    grpo = cfg.grpo
+    rows = grpo.responses_per_step // grpo.mini_batches_per_step
+    what = "grpo responses per mini-batch (prompts_per_step / mini_batches_per_step x group size)"
+    seq_key = "grpo.generation.max_prompt_tokens + max_response_tokens"
+    return rows, what, grpo.micro_batch_size, grpo.seq_length, seq_key
+
+
+def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] = "sft") -> int:
+    """Cross-field rules that need the world size; returns the data-parallel size.
+
+    Run on every rank before any model is built, so a bad layout fails in seconds.
+    """
+    par = cfg.parallel
+    dp = par.data_parallel_for(world_size)
+    rows, what, micro_batch_size, seq_length, seq_key = _stage_batch(cfg, stage)
+    if rows % (micro_batch_size * dp):
+        raise ConfigError(
+            f"{what} {rows} must be a multiple of {stage}.micro_batch_size {micro_batch_size} x "
+            f"data-parallel size {dp}"
+        )
+    hf = cfg.model.hf_config_dict()
+    max_pos = hf.get("max_position_embeddings")
+    if max_pos is not None and seq_length > max_pos:
+        raise ConfigError(f"{seq_key} = {seq_length} exceeds the model's max_position_embeddings {max_pos}")
+    vocab = hf.get("vocab_size", 0)
+    if vocab % par.tensor_model_parallel_size:
+        raise ConfigError(
+            f"model vocab_size {vocab} is not divisible by tensor_model_parallel_size "
+            f"{par.tensor_model_parallel_size}"
+        )
+    heads, groups = hf.get("num_attention_heads", 0), hf.get("num_key_value_heads", 0)
+    if heads % par.tensor_model_parallel_size or (groups and groups % par.tensor_model_parallel_size):
+        raise ConfigError(
+            f"attention heads ({heads}) and key/value heads ({groups}) must be divisible by "
+            f"tensor_model_parallel_size {par.tensor_model_parallel_size}"
+        )
+    layers = hf.get("num_hidden_layers", 0)
+    stages = par.pipeline_model_parallel_size * (par.virtual_pipeline_model_parallel_size or 1)
+    if layers % stages:
+        raise ConfigError(
+            f"num_hidden_layers {layers} is not divisible by pipeline stages x virtual stages {stages}"
+        )
+    experts, ep = hf_num_experts(hf), par.expert_model_parallel_size
+    if ep > 1 and (not experts or experts % ep):
+        raise ConfigError(
+            f"parallel.expert_model_parallel_size {ep} needs a mixture-of-experts model whose "
+            f"num_experts is divisible by it; {cfg.model.hf_config} has num_experts {experts or None}"
+        )
+    if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
+        raise ConfigError(
+            "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
+        )
+    if stage == "grpo" and par.context_parallel_size > 1:
+        raise ConfigError(
+            f"parallel.context_parallel_size {par.context_parallel_size}: the GRPO stage does not support "
+            "context parallelism yet (rollout rows are short; use tensor/pipeline/data parallelism)"
+        )
+    if stage == "grpo" and par.expert_model_parallel_size > 1:
+        raise ConfigError(
+            f"parallel.expert_model_parallel_size {par.expert_model_parallel_size}: expert parallelism is "
+            "not supported in the GRPO stage yet (untested there); run MoE models there at size 1"
+        )
+    if stage == "grpo" and cfg.engine.dtype not in ("auto", cfg.model.dtype):
+        raise ConfigError(
+            f"engine.dtype {cfg.engine.dtype} differs from model.dtype {cfg.model.dtype}: GRPO's engine "
+            "samples the trainer's policy in the trainer's dtype (use auto)"
+        )
+    if stage == "grpo" and cfg.grpo.loss.kl_coef > 0 and cfg.model.init_from is None:
+        raise ConfigError(
+            f"grpo.loss.kl_coef {cfg.grpo.loss.kl_coef} needs a reference model: set model.init_from "
+            "(the checkpoint or HF directory the policy starts from), or kl_coef 0"
+        )
+    return dp
