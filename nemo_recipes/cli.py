@@ -151,7 +151,8 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`redone`'s argument parser: one subcommand per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="redone", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
@@ -192,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     spawns_its_own = args.command in ("run", "demo")  # their training stages get --nproc themselves
     if args.nproc > 1 and not spawns_its_own and not any(v in os.environ for v in UNDER_LAUNCHER):
         return relaunch_under_torchrun(sys.argv[1:], args.nproc)

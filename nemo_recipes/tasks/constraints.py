@@ -1,9 +1,9 @@
 """Verifiable output constraints (IFEval-style) for the ``pattern`` reward.
 
-Each constraint is a typed model with a ``type`` tag and a ``check(text) -> bool``; the table
-:data:`CONSTRAINT_TYPES` lists them all. Text is the extracted response, untouched (no normalisation)
-except where a constraint says otherwise. Language is judged by script: the share of Han characters
-among Han characters plus Latin words (``zh``) or the share of Latin words (``en``).
+Each constraint is a typed model with a ``type`` tag and a ``check(text) -> bool``; the union
+:data:`Constraint` (tagged by ``type``) lists them all. Text is the extracted response, untouched (no
+normalisation) except where a constraint says otherwise. Language is judged by script: the share of
+Han characters among Han characters plus Latin words (``zh``) or the share of Latin words (``en``).
 """
 
 from __future__ import annotations
@@ -149,18 +149,6 @@ class RegexConstraint(StrictModel):
         return re.search(self.pattern, text) is not None
 
 
-CONSTRAINT_TYPES = (
-    LengthConstraint,
-    LanguageConstraint,
-    KeywordsConstraint,
-    ForbiddenWordsConstraint,
-    JsonConstraint,
-    ItemCountConstraint,
-    CaseConstraint,
-    LineCountConstraint,
-    AffixConstraint,
-    RegexConstraint,
-)
 Constraint = Annotated[
     LengthConstraint
     | LanguageConstraint
