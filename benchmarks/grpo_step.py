@@ -17,12 +17,13 @@ import statistics
 import tempfile
 import time
 
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
 
 from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.rollout.generate import sample_seed
 from nemo_recipes.stages.grpo import start_session
 

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
 from transformers import AutoTokenizer
@@ -21,11 +21,13 @@ from transformers import AutoTokenizer
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import build_model
 from nemo_recipes.stages.sft import (
     global_batch_indices,
     load_rows,
     micro_batches,
+    record_table,
     sft_forward_step,
     train_step,
 )
@@ -60,7 +62,7 @@ def main() -> None:
     cfg = load_config(RunConfig, None, args.overrides)
     sft = cfg.sft
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset(cfg.model.tokenizer, "tokenizer")))
-    rows, _ = load_rows(sft.train_data, tokenizer, sft)
+    rows, _ = load_rows(sft.train_data, tokenizer, sft, record_table(cfg))
     init_distributed(cfg.parallel, read_launch_env())
     try:
         seed_all(cfg.seed)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
 import torch.distributed as dist
@@ -24,7 +24,6 @@ from conversion.hf_config import ConversionError, check_layout, config_dtype, re
 from conversion.hf_io import (
     DTYPES,
     INDEX_FILE,
-    TOKENIZER_FILES,
     expected_hf_shapes,
     write_config,
     write_generation_config,
@@ -32,7 +31,7 @@ from conversion.hf_io import (
     write_tokenizer,
 )
 from conversion.weights import iter_hf_weights, load_hf_weights
-from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
+from nemo_recipes.checkpoint.files import HF_SOURCE_DIR, STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.manager import (
     load_model_weights,
     model_sharded_state_dict,
@@ -42,6 +41,7 @@ from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import load_config
 from nemo_recipes.config.model import ModelConfig, ParallelConfig
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import (
     ArchSpec,
     build_gpt_chunks,
@@ -49,7 +49,6 @@ from nemo_recipes.model.build import (
     transformer_config,
 )
 
-HF_SOURCE_DIR = "hf_source"
 """Inside a converted checkpoint: the source config.json, generation config and tokenizer files."""
 
 
@@ -102,13 +101,6 @@ def _fresh_staging(out: Path) -> Path:
     return staging
 
 
-def _copy_hf_source(hf_dir: Path, dest: Path) -> None:
-    dest.mkdir()
-    for name in ("config.json", "generation_config.json", *TOKENIZER_FILES):
-        if (hf_dir / name).is_file():
-            shutil.copyfile(hf_dir / name, dest / name)
-
-
 def hf_to_mcore(hf_dir: Path, out: Path, tp: int = 1, pp: int = 1, dtype: str | None = None) -> Path:
     """Convert an HF safetensors directory into our weights-only megatron checkpoint at `out`."""
     hf = read_hf_config(hf_dir)
@@ -116,14 +108,9 @@ def hf_to_mcore(hf_dir: Path, out: Path, tp: int = 1, pp: int = 1, dtype: str | 
     check_layout(hf, tp, pp, hf_dir / "config.json")
     _check_new(out)
     with model_parallel(tp, pp) as parallel:
-        staging = _fresh_staging(out)
         chunks, _ = build_for_conversion(hf, dtype, parallel)
         load_hf_weights(chunks, hf_dir)
-        save_model_weights(staging, chunks)
-        if _rank0():
-            _copy_hf_source(hf_dir, staging / HF_SOURCE_DIR)
-            os.replace(staging, out)
-        dist.barrier()
+        save_model_weights(out, chunks, hf_source=(hf_dir, hf_dir))
     return out
 
 
@@ -150,8 +137,13 @@ def export_sources(ckpt: Path, hf_config: str | None, tokenizer: str | None) -> 
         elif embedded.is_dir():
             picked.append(embedded)
         else:
-            option = "--hf-config" if kind == "models" else "--tokenizer"
-            raise ConversionError(f"{ckpt}: no run config.yaml or {HF_SOURCE_DIR}/ next to it: pass {option}")
+            flag, key = (
+                ("--hf-config", "model.hf_config") if kind == "models" else ("--tokenizer", "model.tokenizer")
+            )
+            raise ConversionError(
+                f"{ckpt}: no run config.yaml next to it and no {HF_SOURCE_DIR}/ in it: name the model with "
+                f"`redone convert ... {flag} DIR` or `redone eval ... --set {key}=DIR`"
+            )
     return picked[0], picked[1]
 
 

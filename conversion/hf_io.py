@@ -19,19 +19,9 @@ from safetensors.torch import save_file
 
 from conversion.hf_config import ConversionError
 from conversion.mapping import LM_HEAD_NAME
+from nemo_recipes.checkpoint.files import TOKENIZER_FILES
 
 INDEX_FILE = "model.safetensors.index.json"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 MAX_LISTED_PROBLEMS = 8
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
-from nemo_recipes.parallel.distributed import read_launch_env
 
 import torch
 import torch.distributed as dist
@@ -24,6 +23,7 @@ from conversion.mapping import bare_model
 from conversion.weights import load_hf_weights
 from nemo_recipes.checkpoint.files import is_hf_dir
 from nemo_recipes.checkpoint.manager import load_model_weights
+from nemo_recipes.launcher import read_launch_env
 
 PROMPTS = (
     "The quick brown fox jumps over the lazy dog.",

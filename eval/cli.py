@@ -10,6 +10,7 @@ from eval.report import compare, load_report
 from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.preflight import preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +66,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.reports:
         raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")
-    preemption.install_handlers()  # first: a stop signal ends generation after a saved batch
-    from eval.runner import run_eval  # torch and vLLM: after the handlers, and not for `--help`
-
     cfg = load_config(RunConfig, args.config, _overrides(args))
     model = Path(args.model)
+    preflight(cfg, 1, "eval", model=model)  # every input problem, before torch is imported
+    preemption.install_handlers()  # a stop signal from now on ends generation after a saved batch
+    from eval.runner import run_eval  # torch and vLLM: after the checks and the handlers
+
     out = args.out or Path("eval_results") / model.name
     try:
         report = run_eval(model, cfg, out, args.label, progress=not args.no_progress)
@@ -79,5 +81,7 @@ def run(args: argparse.Namespace) -> int:
     for suite, result in report["suites"].items():
         score = result["score"]
         print(f"{suite:12s} {'-' if score is None else f'{score:.1f}'}  ({len(result['tasks'])} tasks)")
+    if skipped := len(report["skipped_records"]):
+        print(f"skipped {skipped} bad records (on_bad_record: skip; listed in report.md)")
     print(f"wrote {out / 'report.md'}")
     return 0

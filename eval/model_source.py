@@ -5,19 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE, is_checkpoint, is_hf_dir
+from nemo_recipes.checkpoint.files import is_hf_dir
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ModelConfig
-
-
-def check_model_source(model: Path) -> None:
-    """`model` is an HF model directory or a complete checkpoint of ours (else a ConfigError)."""
-    model = Path(model)
-    if not (is_hf_dir(model) or is_checkpoint(model)):
-        raise ConfigError(
-            f"{model}: neither an HF model directory (config.json + weights) nor a complete checkpoint "
-            f"({STATE_FILE} or {WEIGHTS_FILE}); for a run, name runs/<run>/checkpoints/step_N"
-        )
 
 
 def hf_model_dir(

@@ -68,8 +68,19 @@ def markdown(reports: Sequence[dict]) -> str:
                         for r in reports
                     ]
                     lines.append(f"| {direction} {metric} (corpus) | " + " | ".join(row) + " |")
-    lines += ["", "Models:", ""] + [f"- {r['label']}: `{r['model']}` ({r['items']} items)" for r in reports]
+    lines += ["", "Models:", ""] + [f"- {r['label']}: `{r['model']}` ({_items(r)})" for r in reports]
+    for r in reports:
+        skipped = r.get("skipped_records", [])
+        if skipped:
+            lines += ["", f"Records skipped for {r['label']} (on_bad_record: skip):", ""]
+            lines += [f"- {error}" for error in skipped]
     return "\n".join(lines) + "\n"
+
+
+def _items(report: dict) -> str:
+    """`N items`, and how many bad records were skipped when any were."""
+    skipped = len(report.get("skipped_records", []))
+    return f"{report['items']} items" + (f", {skipped} bad records skipped" if skipped else "")
 
 
 def _pyplot():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,13 +20,21 @@ from nemo_recipes.config import RunConfig
 from nemo_recipes.config.explain import explain
 from nemo_recipes.config.loader import ConfigError, load_config
 from nemo_recipes.config.pipeline import UNITS
-from nemo_recipes.launcher import relaunch_under_torchrun
+from nemo_recipes.launcher import launched_world_size, relaunch_under_torchrun
+from nemo_recipes.preflight import Command, commands_of, preflight
 from nemo_recipes.records.chat import RecordValidationError
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
 USER_ERRORS = (ConfigError, RecordValidationError)
 
-UNDER_LAUNCHER = ("RANK", "SLURM_PROCID")
+CHECKED: dict[str, Command] = {
+    "sft": "sft",
+    "grpo": "grpo",
+    "diagnose": "diagnose",
+    "build-sft-data": "build-sft-data",
+}
+"""Commands whose whole input is checked (`preflight`) before anything heavy is imported or written:
+their config arrives checked as `args.config` (`redone run` and `redone eval` check their own)."""
 
 
 def _add_run_args(p: argparse.ArgumentParser, nproc_help: str) -> None:
@@ -44,7 +51,7 @@ def _add_run_args(p: argparse.ArgumentParser, nproc_help: str) -> None:
 
 
 def _cmd_sft(args: argparse.Namespace) -> int:
-    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    cfg = args.config
     preemption.install_handlers()  # before the heavy imports: a stop signal then is recorded, not fatal
     from nemo_recipes.stages.sft import run_sft
 
@@ -52,7 +59,7 @@ def _cmd_sft(args: argparse.Namespace) -> int:
 
 
 def _cmd_grpo(args: argparse.Namespace) -> int:
-    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    cfg = args.config
     preemption.install_handlers()
     from nemo_recipes.stages.grpo import run_grpo
 
@@ -77,7 +84,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    cfg = args.config
     from nemo_recipes.stages.diagnose import run_diagnose
 
     path = run_diagnose(cfg)
@@ -89,7 +96,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_sft_data(args: argparse.Namespace) -> int:
-    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    cfg = args.config
     from nemo_recipes.stages.build_sft_data import run_build_sft_data
 
     print(f"wrote {run_build_sft_data(cfg)} (statistics: stats.json next to it)")
@@ -117,8 +124,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    """Print the resolved config, or with --explain every field documented (builds nothing)."""
+    """Check the recipe as the commands it is written for would (`preflight`), then print the resolved
+    config, or with --explain every field documented. Builds and writes nothing."""
     cfg = load_config(RunConfig, args.recipe, args.overrides)
+    preflight(cfg, args.nproc, *commands_of(cfg))
     if args.explain:
         print(explain(cfg, RunConfig()), end="")
     else:
@@ -143,7 +152,10 @@ COMMANDS = {
         _cmd_init_model,
         "save the configured model, randomly initialised (seeded), as a checkpoint",
     ),
-    "config": (_cmd_config, "validate a recipe and print the resolved config (--explain: every field)"),
+    "config": (
+        _cmd_config,
+        "check a recipe as its commands would, print the resolved config (--explain: every field)",
+    ),
     "data": (_cmd_data, "curate raw text into training data: dedup, filters, PII, decontamination, ..."),
     "convert": (convert_cli.run, "HF <-> megatron checkpoints: hf-to-mcore, mcore-to-hf, verify"),
     "eval": (eval_cli.run, "score a checkpoint or HF model on the SNS, translation and general suites"),
@@ -199,9 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     spawns_its_own = args.command in ("run", "demo")  # their training stages get --nproc themselves
-    if args.nproc > 1 and not spawns_its_own and not any(v in os.environ for v in UNDER_LAUNCHER):
-        return relaunch_under_torchrun(sys.argv[1:], args.nproc)
+    launched = launched_world_size()
     try:
+        if args.command in CHECKED:  # checked before a relaunch too: a bad recipe never starts ranks
+            args.config = load_config(RunConfig, args.recipe, args.overrides)
+            preflight(args.config, launched or args.nproc, CHECKED[args.command])
+        if args.nproc > 1 and not spawns_its_own and launched is None:
+            return relaunch_under_torchrun(sys.argv[1:], args.nproc)
         return COMMANDS[args.command][0](args)
     except USER_ERRORS as e:
         print(f"redone {args.command}: {e}", file=sys.stderr)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config.loader import ConfigError, load_config
-from nemo_recipes.pipeline.preflight import preflight
+from nemo_recipes.preflight import preflight
 
 BODY = Path(__file__).with_name("job.sh")
 STAGES = ("sft", "grpo", "run")
@@ -229,11 +229,11 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
     bad_env = [e for e in args.env if not e.partition("=")[0].isidentifier() or "=" not in e]
     if bad_env:
         raise ConfigError(f"--env {bad_env}: expected NAME=VALUE")
+    if args.stage == "run" and args.launcher != "srun":
+        raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
     if args.stage == "run":
-        if args.launcher != "srun":
-            raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
-        preflight(cfg, args.nodes * procs)  # every problem of the recipe, before the job queues
-    else:
+        preflight(cfg, args.nodes * procs, "run")  # every problem of the recipe, before the job queues
+    else:  # a stage's files may live on the cluster only: its job checks them when it starts
         check_launch(cfg, args.nodes * procs, args.stage)
     bin_dir = args.bin_dir
     if bin_dir is None and not args.container_image:

@@ -65,7 +65,7 @@ def test_entry_points_are_torch_free_at_import() -> None:
     """vLLM's spawned engine processes re-import the launching `__main__` (nemo_recipes.cli), and Slurm's
     login node runs the preflight: neither may pull in torch, megatron, transformers or vLLM."""
     code = (
-        "import sys, nemo_recipes.cli, slurm.submit, nemo_recipes.pipeline.preflight; "
+        "import sys, nemo_recipes.cli, slurm.submit, nemo_recipes.preflight; "
         "bad = [m for m in ('torch', 'megatron', 'transformers', 'vllm') if m in sys.modules]; "
         "assert not bad, bad"
     )

@@ -106,6 +106,15 @@ def test_every_unit_runs_with_the_runs_seed_task_table_and_engine(tmp_path: Path
         assert (loaded.seed, loaded.task_table, loaded.engine.enforce_eager) == (77, "toy_rl", False)
 
 
+def test_an_evaluations_config_holds_only_what_evaluation_reads(tmp_path: Path) -> None:
+    def eval_yaml(*sets: str) -> dict:
+        cfg = load_config(RunConfig, RECIPE, [f"run_dir={tmp_path}", "model.init_from=/m", *sets])
+        return quiet_pipeline(cfg, tmp_path).eval_config()
+
+    assert eval_yaml("grpo.train_steps=7", "sft.seq_length=128") == eval_yaml()  # base_eval is not redone
+    assert eval_yaml("eval.batch_size=3") != eval_yaml()
+
+
 def test_the_unit_table_holds_the_configured_units_in_order() -> None:
     assert tuple(UNIT_TABLE) == UNITS
     assert all(issubclass(unit.outputs, UnitOutputs) for unit in UNIT_TABLE.values())

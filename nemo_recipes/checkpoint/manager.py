@@ -26,7 +26,7 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 
 from nemo_recipes import preemption
-from nemo_recipes.checkpoint.files import STATE_FILE, WEIGHTS_FILE
+from nemo_recipes.checkpoint.files import HF_SOURCE_DIR, STATE_FILE, WEIGHTS_FILE, copy_hf_source
 from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 from nemo_recipes.config.training import CheckpointConfig
 
@@ -150,8 +150,12 @@ def _prune(ckpt_root: Path, keep_last: int) -> None:
         shutil.rmtree(old)
 
 
-def save_model_weights(path: Path, model: list) -> None:
-    """Weights only, as a megatron-core distributed checkpoint any layout can load (collective)."""
+def save_model_weights(path: Path, model: list, hf_source: tuple[Path, Path] | None = None) -> None:
+    """Weights only, as a megatron-core distributed checkpoint any layout can load (collective).
+
+    `hf_source` = (HF config directory, tokenizer directory): copied into `path/hf_source/`, so the
+    checkpoint carries what export and evaluation need. Published atomically, with everything in it.
+    """
     partial = path.with_name(path.name + ".partial")
     if _rank0():
         if path.exists():
@@ -162,6 +166,8 @@ def save_model_weights(path: Path, model: list) -> None:
     dist_checkpointing.save(model_sharded_state_dict(model), str(partial))
     dist.barrier()
     if _rank0():
+        if hf_source is not None:
+            copy_hf_source(*hf_source, partial / HF_SOURCE_DIR)
         _atomic_write(partial / WEIGHTS_FILE, json.dumps({"layout": current_layout()}))
         os.replace(partial, path)
     dist.barrier()

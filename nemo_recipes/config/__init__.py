@@ -42,6 +42,8 @@ RENAMED_KEYS: dict[str, str] = {
     "eval.temperature": "eval.generation.temperature",
     "eval.max_prompt_tokens": "eval.generation.max_prompt_tokens",
     "eval.max_response_tokens": "eval.generation.max_response_tokens",
+    "sft.task_table": "(removed: task records are read with the run's task_table when "
+    "sft.record_format is task)",
     "engine.max_model_len": "(removed: each use's engine length is its generation.max_prompt_tokens "
     "+ max_response_tokens)",
     **{

@@ -133,6 +133,8 @@ def _format_errors(e: ValidationError, schema: type[BaseModel], sources: dict[st
             if hint:
                 msg += f" (did you mean '{hint[0]}'?)"
             msg += f"; allowed here: {', '.join(allowed)}"
+        elif err["type"] == "union_tag_invalid":
+            msg = _unknown_tag(err["ctx"], dotted, sources)
         else:
             value = err.get("input")
             msg = f"{where}: {dotted} = {value!r}: {err['msg']}"
@@ -140,6 +142,17 @@ def _format_errors(e: ValidationError, schema: type[BaseModel], sources: dict[st
                 msg += f" (allowed: {err['ctx']['expected']})"
         msgs.append(msg)
     return "invalid config:\n  " + "\n  ".join(msgs)
+
+
+def _unknown_tag(ctx: dict[str, Any], dotted: str, sources: dict[str, str]) -> str:
+    """A tagged union's tag (`kind: exact_mach`) that names no member: its own line, a did-you-mean."""
+    key = f"{dotted}.{ctx['discriminator'].strip(chr(39))}"
+    allowed = [tag.strip().strip("'") for tag in ctx["expected_tags"].split(",")]
+    hint = difflib.get_close_matches(str(ctx["tag"]), allowed, n=1)
+    msg = f"{_source_of(key, sources)}: {key} = {ctx['tag']!r} is unknown"
+    if hint:
+        msg += f" (did you mean '{hint[0]}'?)"
+    return f"{msg}; allowed: {', '.join(allowed)}"
 
 
 def _source_of(dotted: str, sources: dict[str, str]) -> str:

@@ -63,7 +63,11 @@ class SFTConfig(StrictModel):
     """The SFT stage: data, batching, schedule."""
 
     train_data: list[str] = Field(default_factory=lambda: ["toy_chat/train.jsonl"])
-    """JSONL chat record files (data-format.md); shipped names resolve under assets/data."""
+    """JSONL record files (chat or task records: record_format); shipped names resolve under assets/data."""
+    record_format: Literal["chat", "task"] = "chat"
+    """What train_data and valid_data hold: chat records (docs/data-format.md), or task records of the
+    run's task_table (docs/tasks.md), each rendered with its task's prompt_template as GRPO and eval
+    render it, the answer as the assistant's turn."""
     valid_data: list[str] = Field(default_factory=lambda: ["toy_chat/valid.jsonl"])
     """Chat records for the validation loss (empty: none)."""
     on_bad_record: Literal["raise", "skip"] = "raise"

@@ -21,10 +21,59 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class RecordSet:
+    """Task records read and checked against the task table, each with its file:line."""
+
+    records: list[tuple[TaskRecord, str]]
+    skipped: list[str]
+    """Errors of the records skipped under on_bad_record: skip."""
+
+
+@dataclass(frozen=True)
 class PromptSet:
     prompts: list[Prompt]
     skipped: list[str]
     """Errors of the records skipped under on_bad_record: skip."""
+
+
+def read_prompt_records(
+    files: Sequence[str], table: TaskTable, on_bad_record: str, data_key: str
+) -> RecordSet:
+    """Every record of `files`, checked against the task table (no tokenizer needed: a command checks
+    its data with this before it writes or exports anything). `data_key` names the files' config key."""
+    records, skipped = [], []
+    for name in files:
+        path = resolve_asset(name, "data")
+        result = read_task_records(path, table, on_error=on_bad_record)
+        skipped += [str(e) for e in result.errors]
+        records += [
+            (r, f"{path}:{line}") for r, line in zip(result.records, result.line_numbers, strict=True)
+        ]
+    if not records:
+        raise ConfigError(f"{data_key} {list(files)}: no records")
+    return RecordSet(records, skipped)
+
+
+def tokenize_prompts(
+    read: RecordSet, table: TaskTable, tokenizer, max_prompt_tokens: int, data_key: str
+) -> PromptSet:
+    """Each record as a generation prompt: the task's prompt template, then the chat template."""
+    prompts = []
+    for record, where in read.records:
+        messages = record.prompt_messages(table.spec(record.task).prompt_template)
+        ids = tokenizer.apply_chat_template(
+            [m.model_dump() for m in messages],
+            tokenize=True,
+            add_generation_prompt=True,
+            return_dict=True,
+        )["input_ids"]
+        if len(ids) > max_prompt_tokens:
+            raise ConfigError(
+                f"{where}: the prompt has {len(ids)} tokens, more than "
+                f"{data_key.split('.')[0]}.generation.max_prompt_tokens {max_prompt_tokens}"
+            )
+        prompts.append(Prompt(record=record, token_ids=list(ids), where=where))
+    return PromptSet(prompts, read.skipped)
 
 
 def load_prompts(
@@ -40,26 +89,5 @@ def load_prompts(
     `data_key` is the config key that named the files (`grpo.train_data`, `eval.data`, ...): errors
     name it, and its section's `generation.max_prompt_tokens`.
     """
-    prompts, skipped = [], []
-    for name in files:
-        path = resolve_asset(name, "data")
-        result = read_task_records(path, table, on_error=on_bad_record)
-        skipped += [str(e) for e in result.errors]
-        for record, line in zip(result.records, result.line_numbers, strict=True):
-            where = f"{path}:{line}"
-            messages = record.prompt_messages(table.spec(record.task).prompt_template)
-            ids = tokenizer.apply_chat_template(
-                [m.model_dump() for m in messages],
-                tokenize=True,
-                add_generation_prompt=True,
-                return_dict=True,
-            )["input_ids"]
-            if len(ids) > max_prompt_tokens:
-                raise ConfigError(
-                    f"{where}: the prompt has {len(ids)} tokens, more than "
-                    f"{data_key.split('.')[0]}.generation.max_prompt_tokens {max_prompt_tokens}"
-                )
-            prompts.append(Prompt(record=record, token_ids=list(ids), where=where))
-    if not prompts:
-        raise ConfigError(f"{data_key} {list(files)}: no records")
-    return PromptSet(prompts, skipped)
+    read = read_prompt_records(files, table, on_bad_record, data_key)
+    return tokenize_prompts(read, table, tokenizer, max_prompt_tokens, data_key)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import subprocess
-from dataclasses import dataclass
 from datetime import timedelta
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
@@ -17,54 +13,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
 from nemo_recipes.config.model import ParallelConfig
-from nemo_recipes.launcher import free_port
-
-
-@dataclass(frozen=True)
-class LaunchEnv:
-    """Where this process sits in the job, read from the launcher's environment."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    master_addr: str
-    master_port: int
-    launcher: str  # "torchrun" | "srun" | "single"
-
-
-def _first_slurm_host() -> str:
-    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST", "")
-    if shutil.which("scontrol") and nodelist:
-        out = subprocess.run(
-            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
-        )
-        return out.stdout.split()[0]
-    raise RuntimeError("srun launch: MASTER_ADDR is not set and scontrol cannot expand the node list")
-
-
-def read_launch_env() -> LaunchEnv:
-    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; a bare `srun` sets SLURM_PROCID/NTASKS/LOCALID."""
-    env = os.environ
-    if "RANK" in env and "WORLD_SIZE" in env:
-        return LaunchEnv(
-            rank=int(env["RANK"]),
-            world_size=int(env["WORLD_SIZE"]),
-            local_rank=int(env.get("LOCAL_RANK", 0)),
-            master_addr=env.get("MASTER_ADDR", "127.0.0.1"),
-            master_port=int(env.get("MASTER_PORT", 29500)),
-            launcher="torchrun",
-        )
-    if "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
-        job = int(env.get("SLURM_JOB_ID", 0))
-        return LaunchEnv(
-            rank=int(env["SLURM_PROCID"]),
-            world_size=int(env["SLURM_NTASKS"]),
-            local_rank=int(env.get("SLURM_LOCALID", 0)),
-            master_addr=env.get("MASTER_ADDR") or _first_slurm_host(),
-            master_port=int(env.get("MASTER_PORT", 20000 + job % 20000)),
-            launcher="srun",
-        )
-    return LaunchEnv(0, 1, 0, "127.0.0.1", free_port(), "single")
+from nemo_recipes.launcher import LaunchEnv
 
 
 def init_distributed(parallel_cfg: ParallelConfig, launch: LaunchEnv, timeout_minutes: int = 30) -> int:

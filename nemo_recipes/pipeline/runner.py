@@ -48,6 +48,7 @@ from nemo_recipes.pipeline.outputs import (
     suite_scores,
 )
 from nemo_recipes.pipeline.report import STAGE_LABELS, unit_scores, write_final_report
+from nemo_recipes.preflight import preflight
 from nemo_recipes.tasks import load_task_table
 
 T = TypeVar("T", bound=UnitOutputs)
@@ -103,9 +104,12 @@ class Pipeline:
     # -- units ------------------------------------------------------------------------------------
 
     def eval_config(self) -> dict:
-        """The evaluation units' run config: the recipe itself (its eval section, task table, engine, seed;
-        its model names the architecture and tokenizer of a checkpoint that records neither)."""
-        return self.stage_config(self.root)
+        """The evaluation units' run config: the recipe's sections evaluation reads (EVAL_KEYS: its eval
+        section, task table, engine, seed, and the model naming the architecture and tokenizer of a
+        checkpoint that records neither), the rest at defaults, so that a change to training alone
+        leaves the evaluations' config hashes as they were."""
+        tree = self.cfg.model_dump(mode="json")
+        return RunConfig.model_validate({key: tree[key] for key in EVAL_KEYS}).model_dump(mode="json")
 
     def eval_command(self, unit: str, model: Callable[[], Path]) -> Command:
         out = self.dir(unit)
@@ -427,6 +431,8 @@ UNIT_TABLE: dict[UnitName, Unit] = {
 """The units in the order they run: the order of config.pipeline.UNITS (a test checks that they agree)."""
 
 ATTEMPT_MARK = "=== redone run:"
+EVAL_KEYS = ("seed", "task_table", "engine", "model", "eval")
+"""The run config's sections `redone eval` reads."""
 
 
 def _tail(log: Path, lines: int = 30) -> str:
@@ -436,9 +442,7 @@ def _tail(log: Path, lines: int = 30) -> str:
 
 def run_pipeline(cfg: RunConfig, nproc: int = 1, verbose: bool = False, redo_from: str | None = None) -> int:
     """Check the recipe, then run (or resume) the pipeline it describes; returns the exit code."""
-    from nemo_recipes.pipeline.preflight import preflight
-
-    preflight(cfg, nproc)
+    preflight(cfg, nproc, "run")
     root = cfg.run_dir.resolve()
     cfg = cfg.model_copy(deep=True, update={"run_dir": root})
     cfg.model.init_from = cfg.model.init_from.resolve()  # stage configs name it from any directory

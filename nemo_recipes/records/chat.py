@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -105,11 +105,15 @@ class RecordValidationError(ValueError):
         super().__init__("invalid record\n  " + "\n  ".join(str(error) for error in errors))
 
 
-@dataclass
-class RecordReadResult:
-    """What a read produced: the valid records (with their line numbers) and every error kept."""
+R = TypeVar("R")
 
-    records: list[ChatRecord] = field(default_factory=list)
+
+@dataclass
+class RecordReadResult(Generic[R]):
+    """What a read of chat or task records produced: the valid records (with their line numbers) and
+    every error of the lines skipped under `on_error="skip"`."""
+
+    records: list[R] = field(default_factory=list)
     line_numbers: list[int] = field(default_factory=list)  # 1-based line of each record
     errors: list[RecordError] = field(default_factory=list)
 
@@ -119,7 +123,9 @@ class RecordReadResult:
         return len({(error.file, error.line) for error in self.errors})
 
 
-def read_chat_records(path: Path | str, on_error: Literal["raise", "skip"] = "raise") -> RecordReadResult:
+def read_chat_records(
+    path: Path | str, on_error: Literal["raise", "skip"] = "raise"
+) -> RecordReadResult[ChatRecord]:
     """Read and validate a JSONL file of chat records.
 
     Blank lines are ignored. With ``on_error="raise"`` the first bad line raises
@@ -165,6 +171,12 @@ def parse_chat_record_line(
         return None, error("<line>", f"invalid JSON: {exc.msg} (column {exc.colno})")
     if not isinstance(payload, dict):
         return None, error("<line>", f"a record must be a JSON object, got {type(payload).__name__}")
+    if "question" in payload and "messages" not in payload:
+        return None, error(
+            "question",
+            "this is a task record (question/answer), not a chat record: SFT reads task records with "
+            "sft.record_format: task (and the run's task_table; docs/tasks.md)",
+        )
     try:
         return ChatRecord.model_validate(payload), []
     except ValidationError as exc:

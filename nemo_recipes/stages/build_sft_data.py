@@ -17,9 +17,10 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from eval.model_source import check_model_source, context_budget, hf_model_dir
+from eval.model_source import context_budget, hf_model_dir
 from eval.predict import item_key
 from eval.runner import claim_out_dir
+from nemo_recipes.checkpoint.files import check_model_source
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError

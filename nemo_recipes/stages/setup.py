@@ -14,13 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from nemo_recipes.parallel.distributed import (
-    init_distributed,
-    is_logging_rank,
-    read_launch_env,
-    seed_all,
-    shutdown,
-)
+from nemo_recipes.parallel.distributed import init_distributed, is_logging_rank, seed_all, shutdown
 
 import torch
 from megatron.core import parallel_state
@@ -34,6 +28,7 @@ from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.model import ModelConfig
 from nemo_recipes.config.training import CheckpointConfig, OptimizerConfig
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.model.build import ArchSpec, build_model, resolve_transformer_impl
 from nemo_recipes.run_dir import provenance, write_run_files

@@ -28,8 +28,8 @@ from nemo_recipes.data.sft_dataset import (
     tokenize_chat,
     unpacked_rows,
 )
+from nemo_recipes.data.sft_records import read_sft_records
 from nemo_recipes.metrics import MetricsLogger
-from nemo_recipes.records.chat import read_chat_records
 from nemo_recipes.stages.setup import (
     Policy,
     StageOutcome,
@@ -39,20 +39,27 @@ from nemo_recipes.stages.setup import (
     pad_token_id,
     run_log,
 )
+from nemo_recipes.tasks import TaskTable, load_task_table
 from nemo_recipes.training.step import StepResult, run_step
 
 METRICS = ("lm_loss",)
 
 
-def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig) -> tuple[list, dict]:
-    """Chat records -> tokenized, masked, packed (or padded) rows; plus counts for the log.
+def record_table(cfg: RunConfig) -> TaskTable | None:
+    """The task table SFT records are rendered with: the run's, for task records; none for chat records."""
+    return load_task_table(cfg.task_table) if cfg.sft.record_format == "task" else None
+
+
+def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig, table: TaskTable | None) -> tuple[list, dict]:
+    """Records (chat, or task records of `table`: `sft.record_format`) -> tokenized, masked, packed (or
+    padded) rows; plus counts for the log.
 
     Every example is named `file:line` so a later error (too long, template) points at its record.
     """
     examples, skipped = [], 0
     for name in files:
         path = resolve_asset(name, "data")
-        result = read_chat_records(path, on_error=sft.on_bad_record)
+        result = read_sft_records(path, sft.record_format, sft.on_bad_record, table)
         skipped += result.skipped_line_count
         for err in result.errors if is_logging_rank() else []:
             print(f"[sft] skipped {err}", flush=True)
@@ -140,8 +147,9 @@ def run_sft(cfg: RunConfig) -> StageOutcome:
     sft = cfg.sft
     with launched(cfg, "sft") as replica:
         tokenizer = load_tokenizer(cfg.model)
-        train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft)
-        valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft) if sft.valid_data else ([], {})
+        table = record_table(cfg)
+        train_rows, data_stats = load_rows(sft.train_data, tokenizer, sft, table)
+        valid_rows, _ = load_rows(sft.valid_data, tokenizer, sft, table) if sft.valid_data else ([], {})
         total_steps = _total_steps(sft, len(train_rows))
         _check_vocab(tokenizer, cfg.model)
         policy = build_policy(cfg, sft.optimizer, sft.checkpoint, total_steps)

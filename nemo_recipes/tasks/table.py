@@ -17,7 +17,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError, StrictModel, load_config
-from nemo_recipes.records.chat import RecordError, RecordValidationError
+from nemo_recipes.records.chat import RecordError, RecordReadResult, RecordValidationError
 from nemo_recipes.records.task import Language, TaskName, TaskRecord, iter_task_record_lines
 from nemo_recipes.tasks.rewards import RewardSpec, check_reward_record
 
@@ -121,11 +121,8 @@ def _resolve(path: Path | str) -> Path:
     return resolve_asset(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml", "tasks")
 
 
-@dataclass
-class TaskReadResult:
-    records: list[TaskRecord] = field(default_factory=list)
-    line_numbers: list[int] = field(default_factory=list)
-    errors: list[RecordError] = field(default_factory=list)
+TaskReadResult = RecordReadResult[TaskRecord]
+"""Task records read from a file, with their lines, and the errors of the lines skipped."""
 
 
 def read_task_records(

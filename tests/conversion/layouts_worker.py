@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
 import torch.distributed as dist
@@ -31,6 +31,7 @@ from conversion.verify import compare_logits, megatron_logits
 from conversion.weights import iter_hf_weights, load_hf_weights
 from nemo_recipes.checkpoint.manager import save_model_weights
 from nemo_recipes.config.model import ParallelConfig
+from nemo_recipes.launcher import read_launch_env
 from tests.conversion.hf_models import ALL_ARCHS, ARCHS, DTYPES, MOE_ARCHS
 
 LAYOUTS = ((1, 1, None, 1), (2, 1, None, 1), (1, 2, None, 1), (2, 2, None, 1), (1, 2, 2, 1))  # tp pp vp ep

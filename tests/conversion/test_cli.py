@@ -146,3 +146,26 @@ def test_a_failure_after_writing_weights_leaves_only_the_partial_directory(
     _fails(["mcore-to-hf", str(ckpt), str(out), "--tokenizer", str(tokenizer)], "has no chat template")
     assert not out.exists()
     assert any(out.with_name("out.partial").glob("*.safetensors"))  # weights were written, never published
+
+
+def test_an_init_model_checkpoint_exports_without_flags(init_ckpt: Path, tmp_path: Path) -> None:
+    """`redone init-model` records the model's HF config and tokenizer: later commands need no flags."""
+    assert {"config.json", "tokenizer.json"} <= {p.name for p in (init_ckpt / "hf_source").iterdir()}
+    out = tmp_path / "hf"
+    run_cli(["convert", "mcore-to-hf", str(init_ckpt), str(out)])
+    assert json.loads((out / "config.json").read_text())["model_type"] == "qwen3"
+    assert (out / "tokenizer.json").is_file()
+
+
+def test_a_bare_checkpoint_names_flags_that_exist(init_ckpt: Path, tmp_path: Path) -> None:
+    """Without hf_source/ or a run config, the error names the real flag of each command that can help."""
+    bare = tmp_path / "bare"
+    shutil.copytree(init_ckpt, bare, ignore=shutil.ignore_patterns("hf_source"))
+    proc = run_cli(["convert", "mcore-to-hf", str(bare), str(tmp_path / "out")], check=False)
+    assert proc.returncode != 0
+    assert "`redone convert ... --hf-config DIR`" in proc.stderr
+    assert "`redone eval ... --set model.hf_config=DIR`" in proc.stderr
+    convert = run_cli(["convert", "mcore-to-hf", "--help"])
+    assert "--hf-config" in convert.stdout
+    evaluation = run_cli(["eval", "x", "--set", "model.hf_config=nope", "--no-progress"], check=False)
+    assert "unknown key" not in evaluation.stderr  # model.hf_config is a key `redone eval` accepts

@@ -137,4 +137,4 @@ def test_cli_runs_a_recipe_and_refuses_unknown_steps(tmp_path):
     proc = run_cli(["data", str(bad)], check=False)
     assert proc.returncode == 2
     assert f"{bad}:5" in proc.stderr and "'toxicity_filter'" in proc.stderr
-    assert "'near_dedup'" in proc.stderr  # the kinds that exist are listed
+    assert "allowed: normalize, exact_dedup, near_dedup" in proc.stderr  # the kinds that exist are listed

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nemo_recipes.parallel.distributed import read_launch_env
-
 import pytest
+
+from nemo_recipes.launcher import read_launch_env
 
 LAUNCH_VARS = (
     "RANK",

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
 import torch.distributed as dist
@@ -24,6 +24,7 @@ from nemo_recipes.config import RunConfig
 from nemo_recipes.config.generation import GenerationConfig
 from nemo_recipes.config.model import ModelConfig, ParallelConfig
 from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import build_model
 from nemo_recipes.rollout.placement import hosts_engine, share_from_engine
 from nemo_recipes.rollout.refit import refit_engine

@@ -56,3 +56,16 @@ def test_too_long_conversation_is_named(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "train.jsonl:1" in proc.stderr and "sft.truncate" in proc.stderr
+
+
+def test_sft_trains_on_task_records_with_the_runs_task_table(tmp_path: Path) -> None:
+    """Task records (what GRPO and eval read) train directly: sft.record_format task, the run's table."""
+    data = tmp_path / "tasks.jsonl"
+    data.write_text(
+        "\n".join(resolve_asset("toy_rl/train.jsonl", "data").read_text().splitlines()[:40]) + "\n"
+    )
+    proc = run_cli(args(tmp_path / "run", data, "sft.record_format=task", "task_table=toy_rl"))
+    assert "'records': 40" in proc.stdout
+    assert (tmp_path / "run" / "checkpoints" / "latest").is_file()
+    as_chat = run_cli(args(tmp_path / "chat", data), check=False)  # read as chat records: a pointer
+    assert as_chat.returncode == 2 and "sft.record_format: task" in as_chat.stderr

@@ -3,7 +3,7 @@ conversations per row) and unpacked (one per row) give the same loss, before and
 
 from __future__ import annotations
 
-from nemo_recipes.parallel.distributed import init_distributed, read_launch_env, seed_all, shutdown
+from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import pytest
 from transformers import AutoTokenizer
@@ -11,8 +11,9 @@ from transformers import AutoTokenizer
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import build_model
-from nemo_recipes.stages.sft import METRICS, load_rows, micro_batches, sft_forward_step
+from nemo_recipes.stages.sft import METRICS, load_rows, micro_batches, record_table, sft_forward_step
 from nemo_recipes.training.optimizer import build_optimizer
 from nemo_recipes.training.step import run_step
 
@@ -31,7 +32,7 @@ def loss_before_and_after_one_step(packing: bool, records_file, tmp_path) -> tup
         ],
     )
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_asset(cfg.model.tokenizer, "tokenizer")))
-    rows, _ = load_rows(cfg.sft.train_data, tokenizer, cfg.sft)
+    rows, _ = load_rows(cfg.sft.train_data, tokenizer, cfg.sft, record_table(cfg))
     init_distributed(cfg.parallel, read_launch_env())
     try:
         seed_all(cfg.seed)

@@ -185,3 +185,25 @@ def test_shipped_table_by_name() -> None:
     assert "sns_ner" in load_task_table("sns_demo").names
     with pytest.raises(ConfigError, match="neither a path nor a shipped tasks"):
         load_task_table("no_such_table")
+
+
+def test_an_unknown_reward_kind_names_its_line_and_the_nearest_kind(tmp_path: Path) -> None:
+    path = tmp_path / "table.yaml"
+    path.write_text(
+        "tasks:\n  sentiment:\n    capability: classification\n    reward:\n      kind: exact_mach\n"
+    )
+    with pytest.raises(ConfigError) as e:
+        load_task_table(path)
+    msg = str(e.value)
+    assert f"{path}:5: tasks.sentiment.reward.kind = 'exact_mach' is unknown" in msg
+    assert "(did you mean 'exact_match'?)" in msg and "{'kind'" not in msg
+
+
+def test_an_unknown_constraint_type_gets_a_did_you_mean(tmp_path: Path) -> None:
+    path = tmp_path / "table.yaml"
+    path.write_text(
+        "tasks:\n  fmt:\n    capability: general\n    reward:\n      kind: pattern\n"
+        "      constraints:\n        - type: lenght\n          max_words: 3\n"
+    )
+    with pytest.raises(ConfigError, match=r"type = 'lenght' is unknown \(did you mean 'length'\?\)"):
+        load_task_table(path)
