@@ -117,6 +117,17 @@ class RecordReadResult(Generic[R]):
     line_numbers: list[int] = field(default_factory=list)  # 1-based line of each record
     errors: list[RecordError] = field(default_factory=list)
 
+    def add(self, record: R | None, line: int, errors: list[RecordError], on_error: str) -> None:
+        """Keep one line's record, or its errors: raised at once under `on_error="raise"`."""
+        if errors:
+            if on_error == "raise":
+                raise RecordValidationError(errors)
+            self.errors.extend(errors)
+            return
+        assert record is not None
+        self.records.append(record)
+        self.line_numbers.append(line)
+
     @property
     def skipped_line_count(self) -> int:
         """Number of distinct lines dropped (a line may carry several errors)."""
@@ -141,14 +152,7 @@ def read_chat_records(
             if not raw_line.strip():
                 continue
             record, errors = parse_chat_record_line(raw_line, file=str(path), line=line_number)
-            if errors:
-                if on_error == "raise":
-                    raise RecordValidationError(errors)
-                result.errors.extend(errors)
-                continue
-            assert record is not None
-            result.records.append(record)
-            result.line_numbers.append(line_number)
+            result.add(record, line_number, errors, on_error)
     return result
 
 

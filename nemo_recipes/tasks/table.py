@@ -17,7 +17,7 @@ from pydantic import Field, PositiveFloat, field_validator
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError, StrictModel, load_config
-from nemo_recipes.records.chat import RecordError, RecordReadResult, RecordValidationError
+from nemo_recipes.records.chat import RecordError, RecordReadResult
 from nemo_recipes.records.task import Language, TaskName, TaskRecord, iter_task_record_lines
 from nemo_recipes.tasks.rewards import RewardSpec, check_reward_record
 
@@ -141,12 +141,5 @@ def read_task_records(
             errors = [
                 RecordError(str(path), line, where, problem) for where, problem in table.check_record(record)
             ]
-        if errors:
-            if on_error == "raise":
-                raise RecordValidationError(errors)
-            result.errors.extend(errors)
-            continue
-        assert record is not None
-        result.records.append(record)
-        result.line_numbers.append(line)
+        result.add(record, line, errors, on_error)
     return result

@@ -120,7 +120,7 @@ def test_record_helpers(table_path: Path) -> None:
     [
         (
             "tasks:\n  t:\n    capability: x\n    reward: {kind: exact}\n",
-            "does not match any of the expected tags",
+            "is unknown (did you mean 'exact_match'?)",
         ),
         (
             "tasks:\n  t:\n    capability: x\n    rewrd: {kind: bleu}\n",
