@@ -23,6 +23,7 @@ from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.launcher import launched_world_size, relaunch_under_torchrun
 from nemo_recipes.preflight import Command, commands_of, preflight
 from nemo_recipes.records.chat import RecordValidationError
+from slurm import submit as slurm_submit
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
 USER_ERRORS = (ConfigError, RecordValidationError)
@@ -112,9 +113,7 @@ def _cmd_init_model(args: argparse.Namespace) -> int:
 
 
 def _cmd_slurm(args: argparse.Namespace) -> int:
-    from slurm.submit import run
-
-    return run(args)
+    return slurm_submit.run(args)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -170,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "slurm":
-            from slurm.submit import add_subcommands  # torch-free, like everything the parser needs
-
-            add_subcommands(p)
+            slurm_submit.add_subcommands(p)
             continue
         if name == "convert":
             convert_cli.add_arguments(p)

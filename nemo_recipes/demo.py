@@ -22,6 +22,7 @@ from nemo_recipes.pipeline.outputs import EvalUnitOutputs, read_outputs
 from nemo_recipes.pipeline.report import STAGE_LABELS
 from nemo_recipes.pipeline.runner import run_pipeline
 from nemo_recipes.tasks import load_task_table, read_task_records
+from nemo_recipes.tokenizer.build import build_tokenizer
 
 RECIPES = Path(__file__).parent / "recipes"
 SNS_TRAIN = "sns_demo/train.jsonl"
@@ -47,8 +48,6 @@ def write_warmup_data(out: Path) -> Path:
 
 
 def build_demo_tokenizer(corpus: list[Path], out: Path) -> Path:
-    from nemo_recipes.tokenizer.build import build_tokenizer
-
     if not (out / "tokenizer.json").is_file():
         build_tokenizer(corpus, out)
     return out
