@@ -14,6 +14,12 @@ records carry a system prompt and some have two exchanges (same task) to exercis
 
 Every user prompt is unique across one generated list, so splitting that list gives disjoint
 train/valid sets: ``python -m data_prep.toy_chat --out nemo_recipes/assets/data/toy_chat``.
+
+``--rl-tasks`` writes task records (question/answer) for the RL stage instead: ``train.jsonl`` and,
+with ``--test-records N``, a disjoint held-out ``test.jsonl`` (the last N prompts of the same list).
+Shipped: ``--out nemo_recipes/assets/data/toy_rl --train-records 512 --rl-tasks reverse uppercase``
+and ``--out nemo_recipes/assets/data/toy_rl/label --train-records 512 --test-records 200
+--rl-tasks label``.
 """
 
 from __future__ import annotations
@@ -149,13 +155,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rl-tasks", nargs="+", choices=TOY_TASKS, help="write RL task records of these tasks instead"
     )
+    parser.add_argument(
+        "--test-records", type=int, default=0, help="with --rl-tasks: also a disjoint held-out test.jsonl"
+    )
     args = parser.parse_args(argv)
     if args.rl_tasks:
-        records = generate_toy_task_records(args.train_records, args.seed, tuple(args.rl_tasks))
+        records = generate_toy_task_records(
+            args.train_records + args.test_records, args.seed, tuple(args.rl_tasks)
+        )
+        splits = {"train.jsonl": records[: args.train_records]}
+        if args.test_records:
+            splits["test.jsonl"] = [r | {"split": "test"} for r in records[args.train_records :]]
         args.out.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        (args.out / "train.jsonl").write_text(lines, encoding="utf-8")
-        print(f"wrote {len(records)} RL task records to {args.out / 'train.jsonl'}")
+        for name, split in splits.items():
+            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in split)
+            (args.out / name).write_text(lines, encoding="utf-8")
+            print(f"wrote {len(split)} RL task records to {args.out / name}")
         return
     records = generate_toy_chat(args.train_records + args.valid_records, seed=args.seed)
     write_jsonl(records[: args.train_records], args.out / "train.jsonl")

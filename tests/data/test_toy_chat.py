@@ -72,3 +72,25 @@ def test_shipped_splits_are_disjoint_and_reproducible(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes() == (TOY_CHAT_DIR / name).read_bytes(), f"{name} is stale"
     first = json.loads((TOY_CHAT_DIR / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert set(first) == {"messages", "task", "id"}
+
+
+def test_shipped_rl_records_are_disjoint_and_reproducible(tmp_path: Path) -> None:
+    """toy_rl's records: the reverse/uppercase train set, and the label train set with its held-out
+    test split (no prompt in both; every answer right)."""
+    rl_dir = TOY_CHAT_DIR.parent / "toy_rl"
+    main(["--out", str(tmp_path / "rl"), "--train-records", "512", "--rl-tasks", "reverse", "uppercase"])
+    assert (tmp_path / "rl" / "train.jsonl").read_bytes() == (rl_dir / "train.jsonl").read_bytes()
+    label_args = ["--train-records", "512", "--test-records", "200", "--rl-tasks", "label"]
+    main(["--out", str(tmp_path / "label"), *label_args])
+    splits = {}
+    for name in ("train.jsonl", "test.jsonl"):
+        shipped = rl_dir / "label" / name
+        assert (tmp_path / "label" / name).read_bytes() == shipped.read_bytes(), f"label/{name} is stale"
+        splits[name] = [json.loads(line) for line in shipped.read_text(encoding="utf-8").splitlines()]
+    train, test = splits["train.jsonl"], splits["test.jsonl"]
+    assert (len(train), len(test)) == (512, 200)
+    assert {r["split"] for r in train} == {"train"} and {r["split"] for r in test} == {"test"}
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    for record in train + test:
+        assert record["task"] == "label"
+        assert record["answer"] == _expected_answer("label", record["question"])

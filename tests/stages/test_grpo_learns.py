@@ -1,32 +1,103 @@
-"""GRPO end to end with real vLLM rollouts: from a briefly SFT-warmed tiny model, the mean reward on
-a small prompt set rises clearly, while the engine stays on-policy (its logprobs are the trainer's).
-Measured here: mean reward (chrF) of the first 8 steps 0.06, of the last 8 steps 0.13 (8 prompts,
-8 responses each, 30 steps; SFT 60 steps before).
+"""GRPO end to end with real vLLM rollouts: on an exact-match classification that an SFT-warmed tiny
+model partly does, GRPO raises the greedy pass rate on held-out items by >= 20 points, while the
+engine stays on-policy (its logprobs are the trainer's).
 
-A random-init model cannot be the start: its uniform policy over 2,048 tokens almost never earns a
-chrF reward, so only the length penalty moves it (measured; docs/grpo.md).
+Task: toy_rl's `label` (1-3 words of a fixed English/Chinese/emoji set -> their categories in order,
+fruit / animal / color; exact match). GRPO trains on `toy_rl/label/train.jsonl` (512 prompts); the
+warm start and the final GRPO checkpoint are both scored greedily by `redone eval` on the disjoint
+`toy_rl/label/test.jsonl` (200 prompts, 102 of them with an emoji).
+
+Warm start: SFT, 160 steps, on toy_chat's `label` records, where the three emoji (one per category)
+are labelled with every category equally often (`warm_start_data`). It learns the format and the
+twelve other words, and no preference for an emoji's category: partial by construction (greedy, an
+emoji gets an arbitrary category), and its samples try every category, which GRPO needs. (57 held-out
+prompts also occur in toy_chat: 28 with an emoji, there labelled every way; 29 without, known anyway.)
+Tried first and dropped: an SFT on the plain toy_chat data cut short. Its held-out pass rate climbs
+steeply at a step that moves with the seed (seed 1234: 5 % at step 80, 60 % at 120, 93 % at 160;
+seed 2: 95 % at 120), so no step count is partial for every seed (nor, likely, every CPU).
+Leaving the emoji out of the SFT data instead left nothing to explore: one seed's warm start called
+every emoji "fruit" at entropy 0.05 and GRPO changed nothing in 80 steps.
+
+GRPO: 60 steps of 8 prompts x 8 responses, lr 3e-4, two updates a step. Measured on 2 CPU cores
+shared with other jobs (the seed is the run's `seed`, for SFT, GRPO and eval;
+`GRPO_LEARNS_SEED=N` runs another):
+
+| seed | warm start | after GRPO | whole test |
+|------|-----------:|-----------:|-----------:|
+| 1234 | 60.5 % | 92.0 % | (timed with other seeds at once) |
+| 1 | 65.5 % | 100.0 % | 489 s (two seeds at once) |
+| 2 | 65.0 % | 100.0 % | 268 s |
+
+Of the time: SFT about 100 s, GRPO about 120 s with the warm start's evaluation beside it, the final
+evaluation about 40 s.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
-from nemo_recipes.config.assets import resolve_asset
-from tests.conftest import read_metrics, run_cli
-from tests.stages.grpo_cli import grpo_args
+import pytest
 
-STEPS = 30
-WARM_STEPS = 60
-PROMPTS = 8
+from data_prep.toy_chat import LABEL_OF_WORD
+from tests.conftest import REPO, cli_command, cli_env, read_metrics, run_cli, signal_tree
+from tests.stages.grpo_cli import eval_args, grpo_args
+
+SEED = int(os.environ.get("GRPO_LEARNS_SEED", "1234"))  # the seeds of the docstring's table
+WARM_STEPS = 160
+STEPS = 60
+EMOJI = {"🍎", "🐶", "🔴"}  # one word of each category
+CATEGORIES = ("fruit", "animal", "color")
+TRAIN = "toy_rl/label/train.jsonl"
+TEST = "toy_rl/label/test.jsonl"
+
+
+def warm_start_data(path: Path) -> Path:
+    """toy_chat's `label` records, those with an emoji three times over, the emoji labelled with each
+    category in turn (the other words keep theirs): the warm start learns the format and the twelve
+    other words, and for the emoji it learns every category equally likely. Greedy, it then gets an
+    emoji right about one time in three; sampling, it tries every category, which GRPO needs."""
+    lines = []
+    for line in (REPO / "nemo_recipes/assets/data/toy_chat/train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["task"] != "label":
+            continue
+        users = [m["content"].split()[1:] for m in record["messages"] if m["role"] == "user"]
+        copies = len(CATEGORIES) if any(w in EMOJI for words in users for w in words) else 1
+        for shift in range(copies):
+            messages, words = [], []
+            for m in record["messages"]:
+                if m["role"] == "user":
+                    words = m["content"].split()[1:]
+                if m["role"] == "assistant":  # the answer to the user turn before it
+                    m = m | {"content": " ".join(_label(w, shift) for w in words)}
+                messages.append(m)
+            lines.append(json.dumps(record | {"messages": messages, "id": f"{record['id']}-{shift}"}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _label(word: str, shift: int) -> str:
+    """The word's category; an emoji's moved `shift` places along CATEGORIES."""
+    category = LABEL_OF_WORD[word]
+    if word not in EMOJI:
+        return category
+    return CATEGORIES[(CATEGORIES.index(category) + shift) % len(CATEGORIES)]
 
 
 def sft_warm_start(run_dir: Path) -> Path:
     sets = [
         f"run_dir={run_dir}",
+        f"sft.train_data=[{warm_start_data(run_dir.parent / 'warm_start.jsonl')}]",
+        f"seed={SEED}",
         f"sft.train_steps={WARM_STEPS}",
-        f"sft.eval_interval_steps={WARM_STEPS}",
+        "sft.valid_data=[]",
         f"sft.checkpoint.save_interval_steps={WARM_STEPS}",
         "sft.optimizer.warmup_steps=5",
+        "sft.optimizer.lr_schedule=constant",
         "logging.tensorboard=false",
         "logging.progress_bar=false",
     ]
@@ -34,23 +105,57 @@ def sft_warm_start(run_dir: Path) -> Path:
     return run_dir / "checkpoints" / f"step_{WARM_STEPS:08d}"
 
 
-def test_mean_reward_rises_from_a_warm_start(tmp_path: Path) -> None:
+def greedy_pass_rate(out: Path) -> float:
+    """The held-out `label` score of a `redone eval` report: the greedy pass rate, in points."""
+    report = json.loads((out / "report.json").read_text())
+    assert report["items"] == 200, report
+    return report["suites"]["sns"]["tasks"]["label"]["score"]
+
+
+def test_greedy_pass_rate_on_held_out_items_rises(tmp_path: Path) -> None:
+    start = time.monotonic()
     init = sft_warm_start(tmp_path / "sft")
-    records = resolve_asset("toy_rl/train.jsonl", "data").read_text().splitlines()[:PROMPTS]
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("\n".join(records) + "\n")
+    # The warm start's evaluation runs beside GRPO: each side mostly waits for the other process.
+    warm_log = tmp_path / "eval_warm.log"
+    with warm_log.open("w") as log:
+        warm_eval = subprocess.Popen(
+            cli_command(eval_args(init, tmp_path / "eval_warm", TEST, f"seed={SEED}")),
+            cwd=REPO,
+            env=cli_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     run_dir = tmp_path / "grpo"
-    run_cli(
-        grpo_args(
-            run_dir, f"model.init_from={init}", f"grpo.train_data=[{prompts}]", f"grpo.train_steps={STEPS}"
-        ),
-        timeout=900,
-    )
+    try:
+        run_cli(
+            grpo_args(
+                run_dir,
+                f"seed={SEED}",
+                f"model.init_from={init}",
+                f"grpo.train_data=[{TRAIN}]",
+                f"grpo.train_steps={STEPS}",
+                "grpo.optimizer.lr=3.0e-4",
+                "grpo.mini_batches_per_step=2",
+                f"grpo.checkpoint.save_interval_steps={STEPS}",
+            ),
+            timeout=900,
+        )
+    except BaseException:
+        if warm_eval.poll() is None:
+            signal_tree(warm_eval)
+        raise
+    if warm_eval.wait(timeout=900) != 0:
+        pytest.fail(f"redone eval of the warm start failed:\n{warm_log.read_text()[-6000:]}")
+    final = run_dir / "checkpoints" / f"step_{STEPS:08d}"
+    run_cli(eval_args(final, tmp_path / "eval_grpo", TEST, f"seed={SEED}"), timeout=900)
+
+    before, after = greedy_pass_rate(tmp_path / "eval_warm"), greedy_pass_rate(tmp_path / "eval_grpo")
+    print(f"seed {SEED}: greedy pass rate {before:.1f} -> {after:.1f} in {time.monotonic() - start:.0f} s")
+    assert 15 <= before <= 75, f"the warm start should partly do the task: {before:.1f} % (seed {SEED})"
+    assert after >= before + 20, f"greedy pass rate {before:.1f} -> {after:.1f} % (seed {SEED})"
+
     rows = read_metrics(run_dir, "grpo")
     assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
-    rewards = [r["reward_mean"] for r in rows]
-    first, last = sum(rewards[:8]) / 8, sum(rewards[-8:]) / 8
-    assert last > first + 0.03, f"mean reward {first:.3f} -> {last:.3f}: {rewards}"
     for r in rows:  # on-policy: the engine and the trainer agree on the sampled tokens' logprobs
         assert r["logprob_mismatch_abs"] < 1e-4, r
-        assert {"task/reverse/reward_mean", "task/reverse/groups_filtered_fraction", "entropy"} <= r.keys()
+        assert {"task/label/reward_mean", "task/label/groups_filtered_fraction", "entropy"} <= r.keys()
