@@ -19,16 +19,16 @@ Leaving the emoji out of the SFT data instead left nothing to explore: one seed'
 every emoji "fruit" at entropy 0.05 and GRPO changed nothing in 80 steps.
 
 GRPO: 60 steps of 8 prompts x 8 responses, lr 3e-4, two updates a step. Measured on 2 CPU cores
-shared with other jobs (the seed is the run's `seed`, for SFT, GRPO and eval;
-`GRPO_LEARNS_SEED=N` runs another):
+(shared with other jobs at times); the seed is the run's `seed`, for SFT, GRPO and evaluation, and
+`GRPO_LEARNS_SEED=N` runs another:
 
 | seed | warm start | after GRPO | whole test |
 |------|-----------:|-----------:|-----------:|
-| 1234 | 60.5 % | 92.0 % | (timed with other seeds at once) |
-| 1 | 65.5 % | 100.0 % | 489 s (two seeds at once) |
-| 2 | 65.0 % | 100.0 % | 268 s |
+| 1234 | 60.5 % | 92.0 % | 227-240 s |
+| 1 | 65.5 % | 100.0 % | 249 s |
+| 2 | 65.0 % | 100.0 % | 245 s |
 
-Of the time: SFT about 100 s, GRPO about 120 s with the warm start's evaluation beside it, the final
+Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation beside it, the final
 evaluation about 40 s.
 """
 
