@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
@@ -42,6 +42,7 @@ from nemo_recipes.pipeline.outputs import (
     EvalUnitOutputs,
     FinalOutputs,
     SFTDataOutputs,
+    T,
     TrainingOutputs,
     UnitOutputs,
     read_outputs,
@@ -50,8 +51,6 @@ from nemo_recipes.pipeline.outputs import (
 from nemo_recipes.pipeline.report import STAGE_LABELS, unit_scores, write_final_report
 from nemo_recipes.preflight import preflight
 from nemo_recipes.tasks import load_task_table
-
-T = TypeVar("T", bound=UnitOutputs)
 
 
 @dataclass
