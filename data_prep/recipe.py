@@ -49,8 +49,11 @@ class DataRecipe(StrictModel):
         kinds = [step.kind for step in self.steps]
         if "pack" in kinds and kinds.index("pack") != len(kinds) - 1:
             raise ValueError(f"pack must be the last step (and there is one at most): {kinds}")
-        if "pack" in kinds and "to_task" in kinds:
-            raise ValueError("pack tokenises documents' text; it cannot follow to_task (task records)")
+        formats = sorted({"to_task", "to_chat"} & set(kinds))
+        if "pack" in kinds and formats:
+            raise ValueError(
+                f"pack tokenises documents' text; it cannot follow {' or '.join(formats)} (records)"
+            )
         for step in self.steps:
             if step.kind == "mix" and set(step.ratios) != set(names):
                 raise ValueError(

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", help="comma-separated: sns,translation,general (default: all three)")
     parser.add_argument("--tasks", help="comma-separated task names (default: every task of the suites)")
     parser.add_argument(
-        "--data", action="append", help="task record JSONL file(s) (default: sns_demo/test.jsonl)"
+        "--data",
+        action="append",
+        help="task record JSONL file(s) (default: sns_demo/test.jsonl, general/test.jsonl)",
     )
     parser.add_argument("--task-table", help="task table: shipped name, YAML file or directory")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted.key=value")

@@ -68,10 +68,12 @@ def check_eval_input(model: Path, cfg: RunConfig) -> EvalInput:
     suites and tasks select something; writes nothing."""
     ev = cfg.eval
     check_model_source(model)
-    table = load_task_table(cfg.task_table)
+    table = load_task_table(*cfg.task_tables)
     unknown = [t for t in ev.tasks if t not in table.names]
     if unknown:
-        raise ConfigError(f"eval.tasks {unknown} are not in the task table {cfg.task_table} ({table.names})")
+        raise ConfigError(
+            f"eval.tasks {unknown} are not in the task tables {list(cfg.task_tables)} ({table.names})"
+        )
     read = read_prompt_records(ev.data, table, ev.on_bad_record, "eval.data")
     wanted = [
         (record, where)

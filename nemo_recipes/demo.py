@@ -25,15 +25,19 @@ from nemo_recipes.tasks import load_task_table, read_task_records
 from nemo_recipes.tokenizer.build import build_tokenizer
 
 RECIPES = Path(__file__).parent / "recipes"
-SNS_TRAIN = "sns_demo/train.jsonl"
+WARMUP_DATA = ("sns_demo/train.jsonl", "general/train.jsonl")
+"""The task records the base model warms up on (as chat), with the tables that render them."""
+WARMUP_TABLES = ("sns_demo", "general")
 
 
 def write_warmup_data(out: Path) -> Path:
-    """The SNS demo training records as chat records (prompt template applied), once."""
+    """The SNS and general demo training records as chat records (prompt template applied), once."""
     if out.is_file():
         return out
-    table = load_task_table("sns_demo")
-    records = read_task_records(resolve_asset(SNS_TRAIN, "data"), table).records
+    table = load_task_table(*WARMUP_TABLES)
+    records = [
+        r for name in WARMUP_DATA for r in read_task_records(resolve_asset(name, "data"), table).records
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(

@@ -59,13 +59,24 @@ def _task_files(key: str, files: list[str], table: TaskTable, on_bad_record: str
     return problems
 
 
+def _rehearsal_prompts(files: list[str], table: TaskTable) -> Problems:
+    """Stage 2 rehearses general-capability tasks only: the general data must have some."""
+    records = read_prompt_records(files, table, "raise", "sft_data.general_data").records
+    if any(table.spec(record.task).capability == "general" for record, _ in records):
+        return []
+    return [
+        f"sft_data.general_data {files}: no records of a general-capability task to rehearse (the "
+        "shipped set is general/train.jsonl, its table general_task_table: general)"
+    ]
+
+
 def _task_names(key: str, names: list[str], table: TaskTable) -> Problems:
     unknown = [n for n in names if n not in table.names]
     return [f"{key}: unknown tasks {unknown} (the task table has {table.names})"] if unknown else []
 
 
 def _table(cfg: RunConfig, problems: Problems) -> TaskTable | None:
-    table = _attempt(problems, "task_table", lambda: load_task_table(cfg.task_table))
+    table = _attempt(problems, "task_table", lambda: load_task_table(*cfg.task_tables))
     return table if isinstance(table, TaskTable) else None
 
 
@@ -142,6 +153,8 @@ def check_sft_data(cfg: RunConfig, in_pipeline: bool = False) -> Problems:
     if (table := _table(cfg, problems)) is not None:
         problems += _task_files("sft_data.sns_data", data.sns_data, table)
         problems += _task_files("sft_data.general_data", data.general_data, table)
+        if data.rehearsal_ratio > 0 and not problems:
+            problems += _rehearsal_prompts(data.general_data, table)
     if not in_pipeline:
         diagnosis = data.diagnosis or cfg.run_dir / "diagnosis" / "diagnosis.json"
         if not Path(diagnosis).is_file():

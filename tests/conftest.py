@@ -104,7 +104,12 @@ def small_eval(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "test_small.jsonl"
     seen: dict[str, int] = {}
     lines = []
-    for line in (REPO / "nemo_recipes/assets/data/sns_demo/test.jsonl").read_text().splitlines():
+    test_sets = ("sns_demo", "general")
+    for line in [
+        x
+        for d in test_sets
+        for x in (REPO / f"nemo_recipes/assets/data/{d}/test.jsonl").read_text().splitlines()
+    ]:
         task = json.loads(line)["task"]
         seen[task] = seen.get(task, 0) + 1
         if seen[task] <= 3:

@@ -15,12 +15,14 @@ import pytest
 import yaml
 
 from nemo_recipes.config import RunConfig
-from nemo_recipes.config.loader import config_hash, load_config
+from nemo_recipes.config.loader import ConfigError, config_hash, load_config
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.demo import summary_table
 from nemo_recipes.pipeline.outputs import TrainingOutputs, UnitOutputs, read_outputs
 from nemo_recipes.pipeline.report import write_final_report
 from nemo_recipes.pipeline.runner import UNIT_TABLE, Pipeline
+from nemo_recipes.preflight import check_run
+from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli
 from tests.finished_run import write_unit
 
@@ -68,6 +70,53 @@ def test_missing_data_and_unknown_task_fail_before_training(tmp_path: Path) -> N
     assert "model.init_from" in err and "no_model" in err
     assert "sft.train_data" in err
     assert not run_dir.exists()  # nothing started
+
+
+def own_task(tmp_path: Path) -> tuple[Path, Path]:
+    """A user's own table (one task, no general tasks) and its records."""
+    table = tmp_path / "tasks.yaml"
+    table.write_text("tasks:\n  my_sentiment:\n    capability: sentiment\n    reward: {kind: exact_match}\n")
+    data = tmp_path / "train.jsonl"
+    rows = [
+        {"id": f"r{i}", "task": "my_sentiment", "language": "en", "split": "train", "question": f"Review {i}"}
+        | {"answer": "positive"}
+        for i in range(4)
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return table, data
+
+
+def test_a_pipeline_on_a_users_own_table_rehearses_the_shipped_general_set(tmp_path: Path) -> None:
+    """Without general tasks of its own, a run's rehearsal and general suite come from the shipped
+    general table and set (general_task_table): the whole preflight passes with no workaround."""
+    table, data = own_task(tmp_path)
+    sets = [f"run_dir={tmp_path / 'run'}", f"model.init_from={tmp_path}", f"task_table={table}"]
+    sets += [f"grpo.train_data=[{data},general/train.jsonl]", f"sft_data.sns_data=[{data}]"]
+    sets += [f"eval.data=[{data},general/test.jsonl]"]
+
+    def problems(*more: str) -> list[str]:
+        cfg = load_config(RunConfig, RECIPE, [*sets, *more])
+        return [p for p in check_run(cfg, 1) if "model.init_from" not in p]  # no base model here
+
+    assert problems() == []
+    assert any("unknown task 'general_arithmetic'" in p for p in problems("general_task_table=null"))
+    no_general = problems(f"sft_data.general_data=[{data}]")
+    assert any("no records of a general-capability task" in p for p in no_general)
+    with pytest.raises(ConfigError, match="general_task_table: null"):
+        load_task_table(str(table), "general", "general")
+
+
+def test_stage3_weighs_only_the_tasks_that_have_data(tmp_path: Path) -> None:
+    table, data = own_task(tmp_path)
+    root, base = tmp_path / "run", tmp_path / "base"
+    sets = [f"run_dir={root}", f"model.init_from={base}", f"task_table={table}"]
+    cfg = load_config(RunConfig, RECIPE, [*sets, f"grpo.train_data=[{data},general/train.jsonl]"])
+    pipeline = quiet_pipeline(cfg, root)
+    for unit in ("base_eval", "stage1_grpo", "diagnosis"):
+        write_unit(root, base, unit)
+    weights = pipeline.stage3_weights(cfg.grpo.train_data)
+    assert set(weights) == {"my_sentiment", "general_arithmetic", "general_instruction", "general_code"}
+    assert set(pipeline.stage3_weights([str(data)])) == {"my_sentiment"}
 
 
 def test_where_the_stages_run_is_not_part_of_what_they_compute(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def check_artefacts(run_dir: Path) -> None:
     assert diagnosis["selected"] == sorted(weakest) == manifests["diagnosis"]["outputs"]["selected"]
 
     # Stage 2's data: only the selected tasks, plus general rehearsal at the configured 25 %.
-    table = load_task_table("sns_demo")
+    table = load_task_table("sns_demo", "general")
     rows = [json.loads(line) for line in (run_dir / "sft_data/train.jsonl").read_text().splitlines()]
     rehearsal = [r for r in rows if (r.get("meta") or {}).get("rehearsal")]
     targeted = [r for r in rows if r not in rehearsal]

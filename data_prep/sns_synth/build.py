@@ -1,9 +1,11 @@
 """Build the bilingual SNS demo set: every task, train and test splits, deterministic for a seed.
 
-``python -m data_prep.sns_synth --out nemo_recipes/assets/data/sns_demo`` rewrites the shipped files
-(``--train-per-task`` / ``--test-per-task`` for a larger set). Records follow the task record schema
-(``nemo_recipes.records.task``; see ``docs/tasks.md``); the task table that scores them is
-``nemo_recipes/assets/tasks/sns_demo.yaml``. Questions are unique within a task across both splits.
+``python -m data_prep.sns_synth --out nemo_recipes/assets/data/sns_demo`` rewrites the shipped files:
+the SNS and translation tasks under ``--out``, the general rehearsal tasks under ``--general-out``
+(default: ``general`` beside ``--out``); ``--train-per-task`` / ``--test-per-task`` for a larger set.
+Records follow the task record schema (``nemo_recipes.records.task``; see ``docs/tasks.md``); the task
+tables that score them are ``nemo_recipes/assets/tasks/sns_demo.yaml`` and ``general.yaml``. Questions
+are unique within a task across both splits.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ DEFAULT_SEED = 20251107
 DEFAULT_TRAIN_PER_TASK = 100
 DEFAULT_TEST_PER_TASK = 25
 MAX_DRAWS_PER_EXAMPLE = 200
+GENERAL = "general"
+"""The capability of the general rehearsal tasks, written apart from the SNS set."""
 
 Builder = Callable[[random.Random, str, dict[str, Any]], tuple[Example, str]]
 
@@ -63,9 +67,9 @@ TASK_BUILDERS: dict[str, TaskBuilder] = {
     "sns_query_generation": TaskBuilder("content_generation", _plain(sns_tasks.query_generation)),
     "sns_translation_zh2en": TaskBuilder("translation", _translate("zh-en"), ("zh-en",)),
     "sns_translation_en2zh": TaskBuilder("translation", _translate("en-zh"), ("en-zh",)),
-    "general_arithmetic": TaskBuilder("general", _plain(general.arithmetic)),
-    "general_instruction": TaskBuilder("general", _with_faker(general.instruction)),
-    "general_code": TaskBuilder("general", _plain(general.code), share=0.4),
+    "general_arithmetic": TaskBuilder(GENERAL, _plain(general.arithmetic)),
+    "general_instruction": TaskBuilder(GENERAL, _with_faker(general.instruction)),
+    "general_code": TaskBuilder(GENERAL, _plain(general.code), share=0.4),
 }
 
 
@@ -127,12 +131,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.sns_synth", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--out", type=Path, required=True, help="directory for train.jsonl and test.jsonl")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the SNS train/test.jsonl")
+    parser.add_argument(
+        "--general-out",
+        type=Path,
+        help="directory for the general tasks' train/test.jsonl (default: OUT/../general)",
+    )
     parser.add_argument("--train-per-task", type=int, default=DEFAULT_TRAIN_PER_TASK)
     parser.add_argument("--test-per-task", type=int, default=DEFAULT_TEST_PER_TASK)
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
+    general_out = args.general_out or args.out.parent / "general"
     splits = build_all(args.train_per_task, args.test_per_task, args.seed)
     for split, records in splits.items():
-        write_jsonl(records, args.out / f"{split}.jsonl")
-        print(f"{args.out / f'{split}.jsonl'}: {len(records)} records")
+        for out, general_set in ((args.out, False), (general_out, True)):
+            chosen = [r for r in records if (r["capability"] == GENERAL) == general_set]
+            write_jsonl(chosen, out / f"{split}.jsonl")
+            print(f"{out / f'{split}.jsonl'}: {len(chosen)} records")

@@ -23,6 +23,7 @@ from data_prep.steps import (
     pack,
     pii,
     sns_quality,
+    to_chat,
     to_task,
 )
 from data_prep.steps.base import DocStep, FittedStep, GlobalStep, ShardWriter, StepConfig
@@ -37,6 +38,7 @@ STEPS: dict[str, tuple[type[StepConfig], Callable[[Any], DocStep | GlobalStep | 
     "fasttext_quality": (fasttext_quality.FasttextQualityConfig, fasttext_quality.build),
     "decontaminate": (decontaminate.DecontaminateConfig, decontaminate.build),
     "to_task": (to_task.ToTaskConfig, to_task.build),
+    "to_chat": (to_chat.ToChatConfig, to_chat.build),
     "mix": (mix.MixConfig, mix.build),
     "dsir": (dsir.DsirConfig, dsir.build),
     "pack": (pack.PackConfig, pack.build),

@@ -36,18 +36,36 @@ class ToTaskConfig(StepConfig):
 
 
 @cache
-def _table(name: str) -> TaskTable:
+def cached_task_table(name: str) -> TaskTable:
+    """The task table ``name`` (a shipped name, YAML file or directory), loaded once per process."""
     return load_task_table(name)
+
+
+def validated_task_record(
+    data: dict[str, Any], source: str, table: TaskTable | None, stats: StepStats
+) -> TaskRecord | None:
+    """``data`` as a TaskRecord the table accepts, or None once its errors (file:line: field: problem) are
+    listed in ``stats``."""
+    file, _, line = source.rpartition(":")
+    try:
+        record = TaskRecord.model_validate(data)
+    except ValidationError as exc:
+        for detail in exc.errors():
+            stats.add_error(str(record_error_from_pydantic(detail, file, int(line or 0))))
+        return None
+    problems = table.check_record(record) if table else []
+    for field, problem in problems:
+        stats.add_error(f"{source}: {field}: {problem}")
+    return None if problems else record
 
 
 class ToTask:
     def __init__(self, config: ToTaskConfig) -> None:
         self.config = config
-        self.table = _table(config.task_table) if config.task_table else None
+        self.table = cached_task_table(config.task_table) if config.task_table else None
 
     def apply(self, doc: Doc, stats: StepStats) -> str | None:
         c = self.config
-        file, _, line = doc.source.rpartition(":")
         try:
             question = c.question_template.format_map({**doc.record, "text": doc.text})
         except (KeyError, IndexError, ValueError) as exc:
@@ -64,16 +82,8 @@ class ToTask:
         }
         if c.capability:
             data["capability"] = c.capability
-        try:
-            record = TaskRecord.model_validate(data)
-        except ValidationError as exc:
-            for detail in exc.errors():
-                stats.add_error(str(record_error_from_pydantic(detail, file, int(line or 0))))
-            return "invalid_task_record"
-        problems = self.table.check_record(record) if self.table else []
-        for field, problem in problems:
-            stats.add_error(f"{doc.source}: {field}: {problem}")
-        if problems:
+        record = validated_task_record(data, doc.source, self.table, stats)
+        if record is None:
             return "invalid_task_record"
         doc.output = record.model_dump(exclude_none=True)
         return None

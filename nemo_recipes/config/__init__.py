@@ -66,6 +66,9 @@ class RunConfig(StrictModel):
     task_table: str = "sns_demo"
     """The run's task table (reward and metrics per task): a shipped name, a YAML file or a directory
     (docs/tasks.md); GRPO, stage 2's data and evaluation all read it."""
+    general_task_table: str | None = "general"
+    """The general tasks (stage 2's rehearsal prompts, the general suite), merged with task_table: the
+    shipped `general` table by default, or yours; null when task_table defines them itself (or none)."""
     model: ModelConfig = Field(default_factory=ModelConfig)
     """The model: architecture, tokenizer, starting weights, numerics."""
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
@@ -86,6 +89,16 @@ class RunConfig(StrictModel):
     """Stage 2's data (`redone build-sft-data`)."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """`redone run`: which units, where they run, how stage 3 weighs hard tasks."""
+
+    @property
+    def task_tables(self) -> tuple[str, ...]:
+        """The tables every command merges: `load_task_table(*cfg.task_tables)`."""
+        general = self.general_task_table
+        return (
+            (self.task_table,)
+            if general is None or general == self.task_table
+            else (self.task_table, general)
+        )
 
 
 def _stage_batch(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> tuple[int, str, int, int, str]:

@@ -18,7 +18,7 @@ Suite = Literal["sns", "translation", "general"]
 class EvalConfig(StrictModel):
     """What `redone eval` scores: held-out records of the run's task table, by suite."""
 
-    data: list[str] = Field(default_factory=lambda: ["sns_demo/test.jsonl"])
+    data: list[str] = Field(default_factory=lambda: ["sns_demo/test.jsonl", "general/test.jsonl"])
     """Held-out task records (JSONL, the task record schema); shipped names resolve under assets/data."""
     on_bad_record: Literal["raise", "skip"] = "raise"
     """A malformed record stops the evaluation naming file:line (raise), or is counted and left out."""

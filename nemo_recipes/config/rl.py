@@ -77,7 +77,7 @@ class RLCheckpointConfig(CheckpointConfig):
 class GRPOConfig(StrictModel):
     """The RL stage (stages 1 and 3 of the recipe): prompts, batch, the objective, generation."""
 
-    train_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl"])
+    train_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl", "general/train.jsonl"])
     """JSONL task records of the run's task table; shipped names resolve under assets/data."""
     on_bad_record: Literal["raise", "skip"] = "raise"
     """A malformed record stops the run naming file:line (raise), or is counted and left out (skip)."""

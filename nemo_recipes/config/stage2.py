@@ -58,8 +58,8 @@ class SFTDataConfig(StrictModel):
     """Cap on targeted records, split evenly over capabilities, then tasks (null: all of them)."""
     upweight: dict[str, PositiveInt] = Field(default_factory=dict)
     """meta key -> repeat count: records whose meta has that key truthy (rare cases) appear this often."""
-    general_data: list[str] = Field(default_factory=lambda: ["sns_demo/train.jsonl"])
-    """Task records of general-capability tasks: the rehearsal prompts."""
+    general_data: list[str] = Field(default_factory=lambda: ["general/train.jsonl"])
+    """Task records of general-capability tasks (general_task_table's or task_table's): rehearsal prompts."""
     rehearsal_ratio: float = Field(0.0625, ge=0.0, lt=1.0)
     """Share of general rehearsal in the built set (the paper: about 6%)."""
     rehearsal_model: Path | None = None

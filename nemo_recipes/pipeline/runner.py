@@ -33,6 +33,7 @@ from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError, config_hash
 from nemo_recipes.config.pipeline import LAUNCH_KEYS, UNITS, UnitName
 from nemo_recipes.data.hard_tasks import hard_task_weights, late_pass_rates
+from nemo_recipes.data.rl_prompts import read_prompt_records
 from nemo_recipes.metrics import summarize_metrics
 from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
 from nemo_recipes.pipeline.errors import PipelineError
@@ -233,8 +234,8 @@ class Pipeline:
 
     def plan_stage3_grpo(self) -> Plan:
         refine = self.cfg.pipeline.refine
-        weights = self.stage3_weights()
         data = refine.train_data or self.cfg.grpo.train_data
+        weights = self.stage3_weights(data)
         plan = self.plan_training(
             "stage3_grpo",
             "grpo",
@@ -249,16 +250,20 @@ class Pipeline:
         plan.files["task_weights.json"] = weights
         return plan
 
-    def stage3_weights(self) -> dict[str, dict]:
-        """Stage 3's task weights, tilted toward what the diagnosis and stage 1's pass rates call hard."""
+    def stage3_weights(self, data: list[str]) -> dict[str, dict]:
+        """Stage 3's task weights, tilted toward what the diagnosis and stage 1's pass rates call hard:
+        one for each task that has records in stage 3's data (no other task can be drawn)."""
         grpo = self.cfg.grpo
-        table = load_task_table(self.cfg.task_table)
-        base = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in table.names}
+        table = load_task_table(*self.cfg.task_tables)
+        key = "pipeline.refine.train_data" if self.cfg.pipeline.refine.train_data else "grpo.train_data"
+        read = read_prompt_records(data, table, grpo.on_bad_record, key)
+        tasks = sorted({record.task for record, _ in read.records})
+        base = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in tasks}
         rates = late_pass_rates(
             self.dir("stage1_grpo") / "metrics.jsonl", self.cfg.pipeline.refine.pass_rate_window_steps
         )
         selected = self.outputs("diagnosis", DiagnosisOutputs).selected
-        weights = hard_task_weights(table.names, base, selected, rates, self.cfg.pipeline.refine)
+        weights = hard_task_weights(tasks, base, selected, rates, self.cfg.pipeline.refine)
         return {t: asdict(w) for t, w in weights.items()}
 
     def plan_final(self) -> Plan:
@@ -430,7 +435,7 @@ UNIT_TABLE: dict[UnitName, Unit] = {
 """The units in the order they run: the order of config.pipeline.UNITS (a test checks that they agree)."""
 
 ATTEMPT_MARK = "=== redone run:"
-EVAL_KEYS = ("seed", "task_table", "engine", "model", "eval")
+EVAL_KEYS = ("seed", "task_table", "general_task_table", "engine", "model", "eval")
 """The run config's sections `redone eval` reads."""
 
 

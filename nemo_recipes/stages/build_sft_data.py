@@ -104,7 +104,7 @@ def rehearsal(cfg: RunConfig, table: TaskTable, count: int, work_dir: Path) -> t
 def run_build_sft_data(cfg: RunConfig) -> Path:
     """Build stage 2's SFT data; returns the train.jsonl path."""
     data = cfg.sft_data
-    table = load_task_table(cfg.task_table)
+    table = load_task_table(*cfg.task_tables)
     diagnosis = data.diagnosis or cfg.run_dir / "diagnosis" / "diagnosis.json"
     selected = read_selected_tasks(diagnosis, table)
     out = cfg.run_dir / OUT_DIR

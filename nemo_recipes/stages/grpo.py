@@ -117,7 +117,7 @@ def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
     reference when the loss has a KL term, and the engine, refit with the policy's weights."""
     grpo = cfg.grpo
     tokenizer = load_tokenizer(cfg.model)
-    table = load_task_table(cfg.task_table)
+    table = load_task_table(*cfg.task_tables)
     prompt_set = load_prompts(
         grpo.train_data,
         table,

@@ -47,7 +47,7 @@ METRICS = ("lm_loss",)
 
 def record_table(cfg: RunConfig) -> TaskTable | None:
     """The task table SFT records are rendered with: the run's, for task records; none for chat records."""
-    return load_task_table(cfg.task_table) if cfg.sft.record_format == "task" else None
+    return load_task_table(*cfg.task_tables) if cfg.sft.record_format == "task" else None
 
 
 def load_rows(files: Sequence[str], tokenizer, sft: SFTConfig, table: TaskTable | None) -> tuple[list, dict]:

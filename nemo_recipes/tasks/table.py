@@ -1,9 +1,10 @@
 """The task table: per task, its reward, eval metrics, prompt template and sampling weight.
 
-A table is a YAML file (``tasks: {name: entry, ...}``) or a directory of them (merged; a task named
-twice is an error). Entries are strict: a misspelled key, an unknown reward kind or a bad value
-fails at load time naming the file, line and key path. Records are checked against the table here
-(unknown task, answer not a label, missing test code...). See ``docs/tasks.md``.
+A table is a YAML file (``tasks: {name: entry, ...}``) or a directory of them; a run merges its
+``task_table`` with its ``general_task_table`` (a task named twice is an error). Entries are strict:
+a misspelled key, an unknown reward kind or a bad value fails at load time naming the file, line and
+key path. Records are checked against the table here (unknown task, answer not a label, missing test
+code...). See ``docs/tasks.md``.
 """
 
 from __future__ import annotations
@@ -97,20 +98,31 @@ class TaskTable:
         return problems
 
 
-def load_task_table(path: Path | str) -> TaskTable:
-    """A table from a YAML file, a directory of YAML files, or a shipped name (``sns_demo``)."""
-    resolved = _resolve(path)
-    files = sorted(resolved.glob("*.yaml")) if resolved.is_dir() else [resolved]
-    if not files:
-        raise ConfigError(f"{resolved}: no *.yaml task files in this directory")
+def load_task_table(*sources: Path | str) -> TaskTable:
+    """One table merged from YAML files, directories of them, or shipped names (``sns_demo``).
+
+    A run passes its ``task_tables`` (``task_table``, then ``general_task_table``); a task defined
+    twice is an error naming both files.
+    """
+    if not sources:
+        raise ValueError("load_task_table needs at least one source")
     tasks: dict[str, TaskSpec] = {}
-    sources: dict[str, str] = {}
-    for file in files:
-        for name, spec in load_config(TaskTableFile, file).tasks.items():
-            if name in tasks:
-                raise ConfigError(f"{file}: task {name!r} is already defined in {sources[name]}")
-            tasks[name], sources[name] = spec, str(file)
-    return TaskTable(tasks=tasks, sources=sources)
+    file_of: dict[str, str] = {}
+    for source in sources:
+        resolved = _resolve(source)
+        files = sorted(resolved.glob("*.yaml")) if resolved.is_dir() else [resolved]
+        if not files:
+            raise ConfigError(f"{resolved}: no *.yaml task files in this directory")
+        for file in files:
+            for name, spec in load_config(TaskTableFile, file).tasks.items():
+                if name in tasks:
+                    raise ConfigError(
+                        f"{file}: task {name!r} is already defined in {file_of[name]} (a run merges "
+                        "task_table and general_task_table: set general_task_table: null when your "
+                        "table defines its general tasks itself)"
+                    )
+                tasks[name], file_of[name] = spec, str(file)
+    return TaskTable(tasks=tasks, sources=file_of)
 
 
 def _resolve(path: Path | str) -> Path:

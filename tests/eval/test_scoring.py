@@ -10,7 +10,7 @@ from nemo_recipes.tasks import TaskRecord, load_task_table
 
 @pytest.fixture(scope="module")
 def table():
-    return load_task_table("sns_demo")
+    return load_task_table("sns_demo", "general")
 
 
 def item(task: str, language: str, answer: str, response: str, n: int = 0) -> Item:

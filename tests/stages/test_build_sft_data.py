@@ -20,7 +20,7 @@ def record(task: str, n: int, rare: bool = False) -> TaskRecord:
 
 
 def test_selection_is_stratified_by_capability_then_task_and_repeats_rare_cases() -> None:
-    table = load_task_table("sns_demo")
+    table = load_task_table("sns_demo", "general")
     # content_understanding: sns_taxonomy, sns_hashtag; information_extraction: sns_ner (only 3 records).
     records = [record("sns_taxonomy", i) for i in range(20)] + [record("sns_hashtag", i) for i in range(20)]
     records += [record("sns_ner", i, rare=i == 0) for i in range(3)] + [
@@ -81,13 +81,13 @@ def test_build_targets_and_judged_rehearsal(init_ckpt: Path, tmp_path: Path) -> 
     rehearsal = [r for r in rows if (r.get("meta") or {}).get("rehearsal")]
     assert len(rows) == 40 and len(rehearsal) == 10  # 30 targeted, 25% rehearsal
     assert {r["task"] for r in rows if r not in rehearsal} == {"sns_taxonomy"}
-    table = load_task_table("sns_demo")
+    table = load_task_table("sns_demo", "general")
     assert all(table.spec(r["task"]).capability == "general" for r in rehearsal)
     assert stats["rehearsal"]["kept"] == 10 and stats["rehearsal_share"] == 0.25
     assert all(r["messages"][-1]["role"] == "assistant" for r in rows)
     # The recorded judge score is the task reward of the answer that was written.
     records = {
-        r.id: r for r in read_task_records(resolve_asset("sns_demo/train.jsonl", "data"), table).records
+        r.id: r for r in read_task_records(resolve_asset("general/train.jsonl", "data"), table).records
     }
     for row in rehearsal:
         got = score(table, row["task"], row["messages"][-1]["content"], records[row["id"]]).score

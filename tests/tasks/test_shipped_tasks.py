@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from data_prep.sns_synth.build import TASK_BUILDERS, build_all
+from data_prep.sns_synth.build import TASK_BUILDERS, build_all, main
 from nemo_recipes.tasks import TaskRecord, TaskTable, load_task_table, read_task_records, score_batch
 from nemo_recipes.tasks.sandbox import network_namespace_command
 from tests.conftest import REPO
 
-DATA = REPO / "nemo_recipes" / "assets" / "data" / "sns_demo"
+DATA = REPO / "nemo_recipes" / "assets" / "data"
+SETS = ("sns_demo", "general")
 MAX_PROMPT_TOKENS = 200
 SNS_BENCH_TASKS = {
     "sns_taxonomy",
@@ -29,12 +30,15 @@ SNS_BENCH_TASKS = {
 
 @pytest.fixture(scope="module")
 def table() -> TaskTable:
-    return load_task_table("sns_demo")
+    return load_task_table(*SETS)
 
 
 @pytest.fixture(scope="module")
 def records(table: TaskTable) -> dict[str, list[TaskRecord]]:
-    return {split: read_task_records(DATA / f"{split}.jsonl", table).records for split in ("train", "test")}
+    return {
+        split: [r for name in SETS for r in read_task_records(DATA / name / f"{split}.jsonl", table).records]
+        for split in ("train", "test")
+    }
 
 
 def test_every_task_has_train_and_test_records_in_both_languages(table, records) -> None:  # type: ignore[no-untyped-def]
@@ -79,10 +83,26 @@ def test_every_reference_scores_one(table, records) -> None:  # type: ignore[no-
 def test_generator_is_deterministic_and_matches_the_shipped_files() -> None:
     splits = build_all(train_per_task=100, test_per_task=25, seed=20251107)
     for split, built in splits.items():
-        shipped = (DATA / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        shipped = [
+            line
+            for name in SETS
+            for line in (DATA / name / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
         assert [TaskRecord.model_validate(r).model_dump() for r in built] == [
             TaskRecord.model_validate_json(line).model_dump() for line in shipped
         ], split
+
+
+def test_general_tasks_are_a_table_and_set_of_their_own() -> None:
+    """The SNS table holds no general task; the shipped general table and set hold only general ones."""
+    sns, general = load_task_table("sns_demo"), load_task_table("general")
+    assert not set(sns.names) & set(general.names)
+    assert {general.spec(t).capability for t in general.names} == {"general"}
+    assert "general" not in {sns.spec(t).capability for t in sns.names}
+    for split in ("train", "test"):
+        assert {
+            r.task for r in read_task_records(DATA / "general" / f"{split}.jsonl", general).records
+        } == set(general.names)
 
 
 def test_generator_other_sizes_and_seeds(tmp_path: Path) -> None:
@@ -91,3 +111,14 @@ def test_generator_other_sizes_and_seeds(tmp_path: Path) -> None:
     other = build_all(train_per_task=4, test_per_task=2, seed=2)
     assert small == again and small != other
     assert len(small["train"]) == 4 * (len(TASK_BUILDERS) - 1) + 2  # general_code has share 0.4
+
+
+def test_generator_writes_the_general_tasks_beside_the_sns_set(tmp_path: Path) -> None:
+    main(["--out", str(tmp_path / "sns"), "--train-per-task", "2", "--test-per-task", "1"])
+    sns, general = load_task_table("sns_demo"), load_task_table("general")
+    assert {r.task for r in read_task_records(tmp_path / "sns" / "train.jsonl", sns).records} == set(
+        sns.names
+    )
+    assert {r.task for r in read_task_records(tmp_path / "general" / "test.jsonl", general).records} == set(
+        general.names
+    )
