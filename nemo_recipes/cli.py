@@ -15,14 +15,17 @@ import yaml
 
 from conversion import cli as convert_cli
 from eval import cli as eval_cli
+from eval.scoring import suite_of
 from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.explain import explain
 from nemo_recipes.config.loader import ConfigError, load_config
 from nemo_recipes.config.pipeline import UNITS
+from nemo_recipes.data.prompt_lengths import format_report, model_window, prompt_lengths, prompt_sources
 from nemo_recipes.launcher import launched_world_size, relaunch_under_torchrun
 from nemo_recipes.preflight import Command, commands_of, preflight
 from nemo_recipes.records.chat import RecordValidationError
+from nemo_recipes.tasks import TaskRecord, load_task_table
 from slurm import submit as slurm_submit
 
 # Errors in what the user gave us (config, data): a message, exit code 2, no traceback.
@@ -124,10 +127,24 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     """Check the recipe as the commands it is written for would (`preflight`), then print the resolved
-    config, or with --explain every field documented. Builds and writes nothing."""
+    config, with --explain every field documented, or with --prompt-tokens how long the prompts of each
+    data key the commands generate from are (to size `generation.max_prompt_tokens`). Writes nothing."""
     cfg = load_config(RunConfig, args.recipe, args.overrides)
-    preflight(cfg, args.nproc, *commands_of(cfg))
-    if args.explain:
+    commands = commands_of(cfg)
+    preflight(cfg, args.nproc, *commands)
+    if args.prompt_tokens:
+        # Imported here, as each command's module is: transformers would make `redone --help` slow.
+        from nemo_recipes.tokenizer.load import load_tokenizer
+
+        table = load_task_table(*cfg.task_tables)
+        ev = cfg.eval
+
+        def evaluated(record: TaskRecord) -> bool:  # the records `redone eval` selects (eval.runner)
+            return suite_of(table, record.task) in ev.suites and (not ev.tasks or record.task in ev.tasks)
+
+        files = prompt_lengths(prompt_sources(cfg, commands, evaluated), table, load_tokenizer(cfg.model))
+        print(format_report(files, cfg.model.tokenizer, model_window(cfg)), end="")
+    elif args.explain:
         print(explain(cfg, RunConfig()), end="")
     else:
         print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
@@ -197,8 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             _add_run_args(p, "local processes (re-launches under torchrun)")
         if name == "config":
-            p.add_argument(
+            shown = p.add_mutually_exclusive_group()
+            shown.add_argument(
                 "--explain", action="store_true", help="every field: type, default, the recipe's value, doc"
+            )
+            shown.add_argument(
+                "--prompt-tokens",
+                action="store_true",
+                help="prompt lengths (tokens) per data key and file against generation.max_prompt_tokens",
             )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")

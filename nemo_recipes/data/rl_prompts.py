@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError
@@ -54,32 +55,41 @@ def read_prompt_records(
     return RecordSet(records, skipped)
 
 
+def prompt_token_ids(record: TaskRecord, table: TaskTable, tokenizer: Any) -> list[int]:
+    """The record as the token ids a model is asked to continue: the task's prompt template, then the
+    tokenizer's chat template with the generation prompt. The one rendering of GRPO, evaluation, the
+    stage-2 rehearsal and `redone config --prompt-tokens`."""
+    messages = record.prompt_messages(table.spec(record.task).prompt_template)
+    ids = tokenizer.apply_chat_template(
+        [m.model_dump() for m in messages],
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=True,
+    )["input_ids"]
+    return list(ids)
+
+
 def tokenize_prompts(
-    read: RecordSet, table: TaskTable, tokenizer, max_prompt_tokens: int, data_key: str
+    read: RecordSet, table: TaskTable, tokenizer: Any, max_prompt_tokens: int, data_key: str
 ) -> PromptSet:
-    """Each record as a generation prompt: the task's prompt template, then the chat template."""
+    """Each record as a generation prompt (`prompt_token_ids`); a prompt longer than
+    `max_prompt_tokens` is an error naming its record."""
     prompts = []
     for record, where in read.records:
-        messages = record.prompt_messages(table.spec(record.task).prompt_template)
-        ids = tokenizer.apply_chat_template(
-            [m.model_dump() for m in messages],
-            tokenize=True,
-            add_generation_prompt=True,
-            return_dict=True,
-        )["input_ids"]
+        ids = prompt_token_ids(record, table, tokenizer)
         if len(ids) > max_prompt_tokens:
             raise ConfigError(
                 f"{where}: the prompt has {len(ids)} tokens, more than "
                 f"{data_key.split('.')[0]}.generation.max_prompt_tokens {max_prompt_tokens}"
             )
-        prompts.append(Prompt(record=record, token_ids=list(ids), where=where))
+        prompts.append(Prompt(record=record, token_ids=ids, where=where))
     return PromptSet(prompts, read.skipped)
 
 
 def load_prompts(
     files: Sequence[str],
     table: TaskTable,
-    tokenizer,
+    tokenizer: Any,
     max_prompt_tokens: int,
     on_bad_record: str,
     data_key: str,

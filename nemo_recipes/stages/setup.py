@@ -1,7 +1,7 @@
 """The set-up the training stages share (SFT, GRPO), and how a stage's trained policy saves and ends.
 
 A stage composes these steps and keeps its own loop: `launched` (stop-signal handlers, launch checks,
-process groups, seeds), `load_tokenizer`, `build_policy` (model, optimizer, then resume or initial
+process groups, seeds), `build_policy` (model, optimizer, then resume or initial
 weights), `run_log` (run-directory files and the metrics log), and `Policy.checkpoint_if_due` /
 `stopped` / `finished` after each step.
 """
@@ -18,15 +18,12 @@ from nemo_recipes.parallel.distributed import init_distributed, is_logging_rank,
 
 import torch
 from megatron.core import parallel_state
-from transformers import AutoTokenizer
 
 from conversion.weights import initialize_from
 from nemo_recipes import preemption
 from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.checkpoint.manager import TrainerState, current_layout, load_checkpoint, save_checkpoint
 from nemo_recipes.config import RunConfig, check_launch
-from nemo_recipes.config.assets import resolve_asset
-from nemo_recipes.config.model import ModelConfig
 from nemo_recipes.config.training import CheckpointConfig, OptimizerConfig
 from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.metrics import MetricsLogger
@@ -60,11 +57,6 @@ def launched(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> Iterator[tuple[in
         yield parallel_state.get_data_parallel_rank(), dp_size
     finally:
         shutdown()
-
-
-def load_tokenizer(model_cfg: ModelConfig) -> Any:
-    """The model's tokenizer: a shipped one by name, or an HF tokenizer directory."""
-    return AutoTokenizer.from_pretrained(str(resolve_asset(model_cfg.tokenizer, "tokenizer")))
 
 
 def pad_token_id(tokenizer: Any) -> int:

@@ -35,11 +35,11 @@ from nemo_recipes.stages.setup import (
     StageOutcome,
     build_policy,
     launched,
-    load_tokenizer,
     pad_token_id,
     run_log,
 )
 from nemo_recipes.tasks import TaskTable, load_task_table
+from nemo_recipes.tokenizer.load import load_tokenizer
 from nemo_recipes.training.step import StepResult, run_step
 
 METRICS = ("lm_loss",)
