@@ -26,14 +26,15 @@ def rank_and_world_size() -> tuple[int, int]:
     return 0, 1
 
 
-def run(recipe_path: Path | None, overrides: list[str]) -> int:
-    """Load, validate and run a recipe; print the report on rank 0. Exit code 0."""
+def run(recipe_path: Path | None, overrides: list[str], restart: bool = False) -> int:
+    """Load, validate and run a recipe (`restart`: output_dir's earlier run deleted first); print the
+    report on rank 0. Exit code 0."""
     if recipe_path is None:
         raise ConfigError("redone data needs a recipe: redone data RECIPE.yaml")
     recipe = load_config(DataRecipe, recipe_path, overrides)
     rank, world_size = rank_and_world_size()
     try:
-        stats = run_recipe(recipe, rank=rank, world_size=world_size)
+        stats = run_recipe(recipe, rank=rank, world_size=world_size, restart=restart)
     except (RecipeMismatchError, FileNotFoundError, MixTooSmallError, SelectionTooLargeError) as exc:
         raise ConfigError(str(exc)) from None
     if rank == 0:

@@ -122,7 +122,7 @@ def _cmd_slurm(args: argparse.Namespace) -> int:
 def _cmd_data(args: argparse.Namespace) -> int:
     from data_prep.cli import run
 
-    return run(args.recipe, args.overrides)
+    return run(args.recipe, args.overrides, args.restart)
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -225,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")
+        if name == "data":
+            p.add_argument(
+                "--restart", action="store_true", help="delete output_dir's earlier run of the recipe first"
+            )
     return parser
 
 

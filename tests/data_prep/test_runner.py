@@ -126,6 +126,12 @@ def test_cli_runs_a_recipe_and_refuses_unknown_steps(tmp_path):
     )
     proc = run_cli(["data", str(good), "--set", "num_workers=2"])
     assert "near_dedup" in proc.stdout and len(read_output(tmp_path / "o")) == 9
+    # Another recipe in the same output_dir is refused, pointing at --restart, which starts it over.
+    other = ["data", str(good), "--set", "steps=[{kind: normalize}]"]
+    proc = run_cli(other, check=False)
+    assert proc.returncode == 2 and "--restart" in proc.stderr
+    proc = run_cli([*other, "--restart"])
+    assert "near_dedup" not in proc.stdout and len(read_output(tmp_path / "o")) > 9  # no dedup now
     bad = write_recipe(
         tmp_path / "bad.yaml",
         {
