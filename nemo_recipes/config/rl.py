@@ -64,7 +64,7 @@ class RLOptimizerConfig(OptimizerConfig):
     lr_schedule: Literal["cosine", "constant", "linear"] = "constant"
     """Learning-rate schedule after the warm-up (the recipe: constant)."""
     warmup_steps: int | None = Field(10, ge=0)
-    """Linear warm-up length in optimizer steps (the recipe: 10)."""
+    """Linear warm-up length in RL steps (the recipe: 10), each of mini_batches_per_step updates."""
 
 
 class RLCheckpointConfig(CheckpointConfig):

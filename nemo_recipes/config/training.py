@@ -29,9 +29,10 @@ class OptimizerConfig(StrictModel):
     lr_schedule: Literal["cosine", "constant", "linear"] = "cosine"
     """Learning-rate schedule after the warm-up."""
     warmup_steps: int | None = Field(None, ge=0)
-    """Linear warm-up length in optimizer steps (null: warmup_fraction of the stage's steps)."""
+    """Linear warm-up length in the stage's steps (null: warmup_fraction of them); its first update
+    already runs at peak lr / warm-up updates, never at 0."""
     warmup_fraction: float = Field(0.1, ge=0.0, le=1.0)
-    """Used when warmup_steps is None: a fraction of the stage's optimizer steps."""
+    """Used when warmup_steps is None: a fraction of the stage's steps."""
 
     def warmup_for(self, total_steps: int) -> int:
         return self.warmup_steps if self.warmup_steps is not None else int(self.warmup_fraction * total_steps)

@@ -24,6 +24,8 @@ class RolloutSample:
     """The engine's logprob of each response token (`Completion.logprobs`)."""
     advantage: float
     task: str
+    in_loss: bool = True
+    """False for a filler group's response: in the batch, outside the loss (its response_mask is 0)."""
 
     def __post_init__(self) -> None:
         if not self.prompt_ids:
@@ -90,7 +92,7 @@ def collate_rollouts(samples: Sequence[RolloutSample], seq_length: int, pad_toke
         tokens[row, : prompt_len + response_len] = torch.tensor(sample.prompt_ids + sample.response_ids)
         # Position prompt_len - 1 + j predicts response token j.
         span = slice(prompt_len - 1, prompt_len - 1 + response_len)
-        response_mask[row, span] = 1.0
+        response_mask[row, span] = 1.0 if sample.in_loss else 0.0
         rollout_logprobs[row, span] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
     labels = torch.full_like(tokens, pad_token_id)
     labels[:, :-1] = tokens[:, 1:]

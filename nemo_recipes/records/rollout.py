@@ -42,6 +42,9 @@ class RolloutGroup:
     rewards: list[float]
     equivalent: list[bool]
     """Whether each response reaches the task's `equivalent_at` score (its pass rate)."""
+    filler: bool = False
+    """An uninformative group that fills a slot after `max_generation_rounds`: logged, not trained on
+    (zero advantage, outside the loss and its normaliser)."""
 
     @property
     def informative(self) -> bool:

@@ -4,12 +4,14 @@ Each data-parallel replica generates a contiguous share of a round's prompts on 
 the replica's first rank) and scores them; the groups are then gathered so every rank holds the same
 list in prompt order. Rounds repeat until `prompts_per_step` informative groups (rewards not all
 equal) are found or `dynamic_sampling.max_generation_rounds` is reached; a short step is filled with
-the first uninformative groups drawn (they carry zero advantage: plain GRPO for those slots) and the
-count is logged, so the batch shape never changes.
+the first uninformative groups drawn, marked `filler`: they count in the step's reward metrics, but the
+trainer leaves them out of the loss and its normaliser (their task rewards are equal, so any advantage
+they had would come from the length penalty alone).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,7 +105,8 @@ def collect_step_groups(
         kept += [g for g in groups if g.informative]
         spare += [g for g in groups if not g.informative]
     filled = want - len(kept)
-    kept = sorted(kept + spare[:filled], key=lambda g: g.position)
+    fillers = [dataclasses.replace(g, filler=True) for g in spare[:filled]]
+    kept = sorted(kept + fillers, key=lambda g: g.position)
     return StepGroups(kept, position, drawn, rounds, filled, dict(drawn_by_task), dict(uninformative_by_task))
 
 

@@ -131,7 +131,7 @@ def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
     if is_logging_rank() and prompt_set.skipped:
         print(f"[grpo] skipped {len(prompt_set.skipped)} bad records (on_bad_record: skip)", flush=True)
 
-    policy = build_policy(cfg, grpo.optimizer, grpo.checkpoint, grpo.train_steps)
+    policy = build_policy(cfg, grpo.optimizer, grpo.checkpoint, grpo.train_steps, grpo.mini_batches_per_step)
     reference = None
     if grpo.loss.kl_coef > 0:
         reference = build_reference(cfg.model, cfg.parallel, cfg.model.init_from)
@@ -194,8 +194,8 @@ def step_metrics(
         "truncated_fraction": sum(c.finish_reason == "length" for g in groups for c in g.completions)
         / responses,
         "rollout_tokens_per_s": generated_tokens / max(timings["generate_seconds"], 1e-9),
-        "lr": optimizer.param_groups[0]["lr"],
-        "grad_norm": results[-1].grad_norm,
+        "lr": results[-1].lr if results else None,
+        "grad_norm": results[-1].grad_norm if results else None,
         "updates_skipped": sum(r.update_skipped for r in results),
         **timings,
     }
@@ -203,7 +203,7 @@ def step_metrics(
         metrics[f"task/{task}/groups_filtered_fraction"] = (
             collected.uninformative_by_task.get(task, 0) / drawn
         )
-    for name in results[0].sums:
+    for name in results[0].sums if results else ():
         num = sum(r.sums[name][0] for r in results)
         den = sum(r.sums[name][1] for r in results)
         if den > 0:

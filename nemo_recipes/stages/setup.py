@@ -29,7 +29,7 @@ from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.model.build import ArchSpec, build_model, resolve_transformer_impl
 from nemo_recipes.run_dir import provenance, write_run_files
-from nemo_recipes.training.optimizer import build_optimizer
+from nemo_recipes.training.optimizer import build_optimizer, position_schedule
 
 
 @dataclass(frozen=True)
@@ -109,21 +109,26 @@ class Policy:
 
 
 def build_policy(
-    cfg: RunConfig, optimizer_cfg: OptimizerConfig, ckpt_cfg: CheckpointConfig, total_steps: int
+    cfg: RunConfig,
+    optimizer_cfg: OptimizerConfig,
+    ckpt_cfg: CheckpointConfig,
+    total_steps: int,
+    updates_per_step: int = 1,
 ) -> Policy:
     """Model and optimizer on this rank (collective), resumed from the stage's latest checkpoint with
-    `checkpoint.resume: auto`, else initialised from `model.init_from` when it is set."""
+    `checkpoint.resume: auto`, else initialised from `model.init_from` when it is set. The schedule
+    spans `total_steps` stage steps of `updates_per_step` optimizer updates each."""
     model, _, arch = build_model(cfg.model, cfg.parallel)
-    optimizer, scheduler = build_optimizer(model, optimizer_cfg, cfg.parallel, total_steps)
+    optimizer, scheduler = build_optimizer(model, optimizer_cfg, cfg.parallel, total_steps, updates_per_step)
     checkpoints = cfg.run_dir / "checkpoints"
     resumed_from = latest_checkpoint(checkpoints) if ckpt_cfg.resume == "auto" else None
     state = TrainerState(step=0, consumed_rows=0, scheduler={}, layout=current_layout())
     initialized_from = None
     if resumed_from is not None:
         state = load_checkpoint(resumed_from, model, optimizer, ckpt_cfg)
-        scheduler.load_state_dict(state.scheduler)
     elif cfg.model.init_from is not None:
         initialized_from = initialize_from(cfg.model.init_from, model, cfg.model.hf_import_cache)
+    position_schedule(scheduler, state.scheduler)
     return Policy(
         model,
         optimizer,

@@ -191,7 +191,7 @@ def _train(
         metrics = {
             "loss": result.mean("lm_loss"),
             "grad_norm": result.grad_norm,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": result.lr,
             "answer_tokens": int(result.sums["lm_loss"][1]),
             "tokens_per_s": sft.global_batch_size * sft.seq_length / result.seconds,
             "step_seconds": result.seconds,

@@ -1,4 +1,10 @@
-"""AdamW through megatron-core's optimizer (distributed or not) and its LR/WD scheduler."""
+"""AdamW through megatron-core's optimizer (distributed or not) and its LR/WD schedule.
+
+The schedule is counted in the stage's own steps (SFT: optimizer steps; GRPO: RL steps, each of
+`mini_batches_per_step` updates) and positioned so that update k of n runs at the schedule's point k:
+the warm-up's first update already moves (lr = peak x 1/warm-up updates, never 0), and the decay ends
+one update after the last (which runs above `min_lr`).
+"""
 
 from __future__ import annotations
 
@@ -12,14 +18,20 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer import TransformerConfig
 from megatron.core.utils import get_model_config
 
+from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ParallelConfig
 from nemo_recipes.config.training import OptimizerConfig
 
 
 def build_optimizer(
-    model: list, opt_cfg: OptimizerConfig, parallel_cfg: ParallelConfig, total_steps: int
+    model: list,
+    opt_cfg: OptimizerConfig,
+    parallel_cfg: ParallelConfig,
+    total_steps: int,
+    updates_per_step: int = 1,
 ) -> tuple:
-    """megatron-core optimizer over all model chunks, and a scheduler for `total_steps` updates."""
+    """megatron-core optimizer over all model chunks, and the schedule of a stage of `total_steps`
+    steps of `updates_per_step` updates each (call `position_schedule` before the first update)."""
     mcfg: TransformerConfig = get_model_config(model[0])
     optimizer = get_megatron_optimizer(
         McoreOptimizerConfig(
@@ -38,22 +50,42 @@ def build_optimizer(
         ),
         model,
     )
-    warmup = opt_cfg.warmup_for(total_steps)
-    scheduler = OptimizerParamScheduler(
+    _attach_schedule_hooks(model, optimizer)
+    return optimizer, build_schedule(optimizer, opt_cfg, total_steps, updates_per_step)
+
+
+def build_schedule(
+    optimizer, opt_cfg: OptimizerConfig, total_steps: int, updates_per_step: int = 1
+) -> OptimizerParamScheduler:
+    """megatron-core's LR/WD scheduler for `total_steps` stage steps of `updates_per_step` updates;
+    `opt_cfg.warmup_steps` counts stage steps. It steps once per update."""
+    warmup_steps = opt_cfg.warmup_for(total_steps)
+    if warmup_steps > total_steps:
+        raise ConfigError(
+            f"optimizer.warmup_steps {warmup_steps} is longer than the stage ({total_steps} steps)"
+        )
+    warmup, updates = warmup_steps * updates_per_step, total_steps * updates_per_step
+    return OptimizerParamScheduler(
         optimizer,
         init_lr=0.0 if warmup else opt_cfg.lr,
         max_lr=opt_cfg.lr,
         min_lr=opt_cfg.min_lr if opt_cfg.lr_schedule != "constant" else opt_cfg.lr,
         lr_warmup_steps=warmup,
-        lr_decay_steps=max(total_steps, warmup + 1),
+        lr_decay_steps=updates + 1,
         lr_decay_style=opt_cfg.lr_schedule,
         start_wd=opt_cfg.weight_decay,
         end_wd=opt_cfg.weight_decay,
-        wd_incr_steps=total_steps,
+        wd_incr_steps=updates + 1,
         wd_incr_style="constant",
     )
-    _attach_schedule_hooks(model, optimizer)
-    return optimizer, scheduler
+
+
+def position_schedule(scheduler: OptimizerParamScheduler, saved: dict | None) -> None:
+    """Set the learning rate of the next update: a resumed stage's saved position, else update 1."""
+    if saved:
+        scheduler.load_state_dict(saved)
+    else:
+        scheduler.step(increment=1)
 
 
 def _attach_schedule_hooks(model: list, optimizer) -> None:

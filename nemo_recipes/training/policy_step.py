@@ -44,7 +44,8 @@ def shaped_rewards(group: RolloutGroup, grpo: GRPOConfig) -> torch.Tensor:
 
 
 def rollout_samples(groups: Sequence[RolloutGroup], grpo: GRPOConfig) -> list[RolloutSample]:
-    """One sample per response, with its group-normalised advantage, in group order."""
+    """One sample per response, with its group-normalised advantage, in group order; a filler group's
+    responses have advantage 0 and stay out of the loss."""
     rewards = torch.stack([shaped_rewards(g, grpo) for g in groups])
     advantages = group_advantages(rewards, grpo.loss.normalize_advantage_std)
     return [
@@ -52,8 +53,9 @@ def rollout_samples(groups: Sequence[RolloutGroup], grpo: GRPOConfig) -> list[Ro
             prompt_ids=g.prompt_ids,
             response_ids=c.token_ids,
             rollout_logprobs=c.logprobs,
-            advantage=float(advantages[i, j]),
+            advantage=0.0 if g.filler else float(advantages[i, j]),
             task=g.task,
+            in_loss=not g.filler,
         )
         for i, g in enumerate(groups)
         for j, c in enumerate(g.completions)
@@ -131,26 +133,28 @@ def train_on_groups(
 ) -> tuple[list[StepResult], float]:
     """All optimizer updates of one step; returns each update's result and the logprob seconds.
 
-    `reference`: the frozen reference model (its logprobs feed the KL term and the kl_ref metric).
+    A mini-batch of filler groups only has nothing to learn (an empty loss normaliser): it is not run,
+    and the schedule still moves past its update. `reference`: the frozen reference model (its
+    logprobs feed the KL term and the kl_ref metric).
     """
-    batches = mini_batches(rollout_samples(groups, grpo), grpo, pad_token_id, dp_rank, dp_size)
+    samples = rollout_samples(groups, grpo)
+    per_mini = len(samples) // grpo.mini_batches_per_step
+    learns = [
+        any(s.in_loss for s in samples[m * per_mini : (m + 1) * per_mini])
+        for m in range(grpo.mini_batches_per_step)
+    ]
+    batches = mini_batches(samples, grpo, pad_token_id, dp_rank, dp_size)
     start = time.perf_counter()
     batches = with_logprobs(model, batches, grpo, "old_logprobs")
     if reference is not None:
         batches = with_logprobs(reference, batches, grpo, "ref_logprobs")
     logprob_seconds = time.perf_counter() - start
     forward_step = policy_forward_step(grpo.loss, grpo.generation.temperature)
-    results = [
-        run_step(
-            model,
-            mini,
-            forward_step,
-            grpo.seq_length,
-            grpo.micro_batch_size,
-            LOSS_METRICS,
-            optimizer,
-            scheduler,
-        )
-        for mini in batches
-    ]
+    results = []
+    for mini, learn in zip(batches, learns, strict=True):
+        if not learn:
+            scheduler.step(increment=1)
+            continue
+        args = (grpo.seq_length, grpo.micro_batch_size, LOSS_METRICS, optimizer, scheduler)
+        results.append(run_step(model, mini, forward_step, *args))
     return results, logprob_seconds

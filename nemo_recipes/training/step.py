@@ -28,6 +28,8 @@ class StepResult:
     sums: dict[str, list[float]]
     """metric -> [numerator, denominator] summed over micro-batches and data-parallel ranks."""
     grad_norm: float | None
+    lr: float | None
+    """The learning rate the update ran at (None: forward only)."""
     update_skipped: bool
     seconds: float
     outputs: list[dict[str, torch.Tensor]] = field(default_factory=list)
@@ -99,8 +101,9 @@ def run_step(
             micro_batch_size=micro_batch_size,
             forward_only=forward_only,
         )
-    grad_norm, skipped = None, False
+    grad_norm, lr, skipped = None, None, False
     if not forward_only:
+        lr = optimizer.param_groups[0]["lr"]
         ok, grad_norm, _ = optimizer.step()
         skipped = not ok
         if ok:
@@ -108,6 +111,7 @@ def run_step(
     return StepResult(
         sums=_reduce_metrics(outputs, metric_names),
         grad_norm=float(grad_norm) if grad_norm is not None else None,
+        lr=lr,
         update_skipped=skipped,
         seconds=time.perf_counter() - start,
         outputs=list(outputs),

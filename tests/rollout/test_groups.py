@@ -91,6 +91,7 @@ def test_the_round_cap_fills_with_the_first_uninformative_groups(setup) -> None:
     assert got.filled_uninformative == 4
     assert [g.position for g in got.groups] == [0, 1, 2, 3]
     assert not any(g.informative for g in got.groups)
+    assert all(g.filler for g in got.groups)  # marked: the trainer leaves them out of the loss
 
 
 def test_without_dynamic_sampling_one_round_is_kept_as_drawn(setup) -> None:
