@@ -121,7 +121,7 @@ def test_unknown_key_inside_a_dict_entry_and_a_tagged_union(tmp_path: Path) -> N
     assert "allowed here: char_order, extract, kind, lowercase, word_order" in message
 
 
-def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
+def test_stage_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     cfg = load_config(RunConfig, None, ["grpo.loss.kl_coef=0.01"])
     with pytest.raises(
         ConfigError, match=r"grpo.loss.kl_coef 0.01 needs a reference model: set model.init_from"
@@ -136,8 +136,11 @@ def test_grpo_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     ):
         check_launch(cfg, 2, "grpo")
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
-    with pytest.raises(ConfigError, match=r"context_parallel_size 2: the GRPO stage does not support"):
-        check_launch(cfg, 2, "grpo")
+    for stage in ("sft", "grpo"):  # neither shards its batches per context-parallel rank
+        with pytest.raises(
+            ConfigError, match=rf"context_parallel_size 2: the {stage.upper()} stage does not"
+        ):
+            check_launch(cfg, 2, stage)
 
 
 def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:

@@ -164,10 +164,11 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
         )
-    if stage == "grpo" and par.context_parallel_size > 1:
+    if par.context_parallel_size > 1:
         raise ConfigError(
-            f"parallel.context_parallel_size {par.context_parallel_size}: the GRPO stage does not support "
-            "context parallelism yet (rollout rows are short; use tensor/pipeline/data parallelism)"
+            f"parallel.context_parallel_size {par.context_parallel_size}: the {stage.upper()} stage does not "
+            "support context parallelism yet (its batches are not sharded per context-parallel rank, so "
+            "training would be silently wrong); use tensor/pipeline/data parallelism"
         )
     if stage == "grpo" and par.expert_model_parallel_size > 1:
         raise ConfigError(

@@ -30,6 +30,7 @@ from nemo_recipes.data.sft_dataset import (
 )
 from nemo_recipes.data.sft_records import read_sft_records
 from nemo_recipes.metrics import MetricsLogger
+from nemo_recipes.model.build import resolve_transformer_impl
 from nemo_recipes.stages.setup import (
     Policy,
     StageOutcome,
@@ -145,6 +146,13 @@ def _total_steps(sft: SFTConfig, num_rows: int) -> int:
 def run_sft(cfg: RunConfig) -> StageOutcome:
     """Run (or resume) the SFT stage described by `cfg` on this process's rank."""
     sft = cfg.sft
+    if sft.packing and resolve_transformer_impl(cfg.model, cfg.parallel) == "transformer_engine":
+        raise ConfigError(
+            "sft.packing under Transformer Engine: packed rows carry a block-diagonal mask that TE's "
+            "causal attention ignores (thd packed sequences are not passed yet), so each conversation "
+            "would attend to the ones before it in its row; set sft.packing: false (one conversation "
+            "per row), or model.transformer_impl: local"
+        )
     with launched(cfg, "sft") as replica:
         tokenizer = load_tokenizer(cfg.model)
         table = record_table(cfg)
