@@ -8,6 +8,7 @@ from typing import Any
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.data.chat_render import generation_prompt_ids
 from nemo_recipes.tasks import TaskRecord, TaskTable, read_task_records
 
 
@@ -58,15 +59,11 @@ def read_prompt_records(
 def prompt_token_ids(record: TaskRecord, table: TaskTable, tokenizer: Any) -> list[int]:
     """The record as the token ids a model is asked to continue: the task's prompt template, then the
     tokenizer's chat template with the generation prompt. The one rendering of GRPO, evaluation, the
-    stage-2 rehearsal and `redone config --prompt-tokens`."""
+    stage-2 rehearsal and `redone config --prompt-tokens`. Rendered as SFT renders its targets
+    (`chat_render`: the same template variables, a non-thinking generation prompt), so these ids followed
+    by the tokens SFT trains on for the record's answer are the SFT row's tokens."""
     messages = record.prompt_messages(table.spec(record.task).prompt_template)
-    ids = tokenizer.apply_chat_template(
-        [m.model_dump() for m in messages],
-        tokenize=True,
-        add_generation_prompt=True,
-        return_dict=True,
-    )["input_ids"]
-    return list(ids)
+    return generation_prompt_ids(tokenizer, [m.model_dump() for m in messages])
 
 
 def tokenize_prompts(

@@ -1,7 +1,8 @@
 """The SFT data path after the record reader: tokenise chats, pack them into rows, collate to tensors.
 
 * :func:`tokenize_chat` renders a :class:`~nemo_recipes.records.chat.ChatRecord` with the tokenizer's chat
-  template and marks the assistant-generated tokens (content plus the closing end-of-turn token).
+  template (as RL prompts are rendered, :mod:`nemo_recipes.data.chat_render`) and marks the
+  assistant-generated tokens (content plus the closing end-of-turn token).
 * :func:`pack_sequences` puts whole conversations into rows of exactly ``seq_length`` tokens;
   :func:`unpacked_rows` puts one conversation per row (the reference packing must match).
 * :func:`collate` stacks rows into an :class:`SFTBatch` of tensors with a block-diagonal causal mask.
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from nemo_recipes.data.chat_render import CHAT_TEMPLATE_KWARGS, render_chat
 from nemo_recipes.records.chat import ChatRecord
 
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
@@ -92,12 +94,11 @@ class SFTBatch:
 def tokenize_chat(tokenizer: Any, record: ChatRecord | Mapping[str, Any]) -> TokenizedChat:
     """Render ``record`` with ``tokenizer``'s chat template and mark the assistant tokens.
 
+    Rendered through :mod:`nemo_recipes.data.chat_render` (the template variables RL prompts use).
     A template with ``{% generation %}`` markers gives the mask directly
-    (``return_assistant_tokens_mask``). Otherwise (real Qwen/Llama templates) each assistant turn is
-    located by rendering prefixes: its span starts where ``messages[:i]`` with the generation prompt
-    ends and stops at the last non-whitespace character of ``messages[:i + 1]`` (so the newline a
-    template puts after the end-of-turn token is not trained on). Every prefix must be a prefix of
-    the full rendering, else :class:`ChatTemplateError`. Either way a token is marked when it
+    (``return_assistant_tokens_mask``). Otherwise (real Qwen/Llama templates) each assistant turn's
+    span is found on the full rendering, so the template need not be prefix-stable (Qwen3 drops the
+    think block of earlier turns): see :func:`_assistant_spans`. Either way a token is marked when it
     overlaps an assistant span. Raises :class:`ChatTemplateError` when nothing is marked.
     """
     if not isinstance(record, ChatRecord):
@@ -110,57 +111,103 @@ def tokenize_chat(tokenizer: Any, record: ChatRecord | Mapping[str, Any]) -> Tok
     messages = [message.model_dump() for message in record.messages]
     if _GENERATION_TAG.search(template):
         encoded = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=True,
+            **CHAT_TEMPLATE_KWARGS,
         )
         input_ids = list(encoded["input_ids"])
         assistant_mask = [bool(flag) for flag in encoded["assistant_masks"]]
     else:
-        input_ids, assistant_mask = _tokenize_by_prefixes(tokenizer, messages, record.id)
+        full_text = render_chat(tokenizer, messages)
+        spans = _assistant_spans(tokenizer, messages, full_text, record.id)
+        encoding = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+        input_ids = list(encoding["input_ids"])
+        assistant_mask = [
+            any(token_start < span_end and token_end > span_start for span_start, span_end in spans)
+            for token_start, token_end in encoding["offset_mapping"]
+        ]
     if not any(assistant_mask):
         raise ChatTemplateError(f"record {record.id!r}: the chat template marked no assistant tokens")
     return TokenizedChat(input_ids=input_ids, assistant_mask=assistant_mask, record_id=record.id)
 
 
-def _tokenize_by_prefixes(
-    tokenizer: Any, messages: list[dict[str, str]], record_id: str | None
-) -> tuple[list[int], list[bool]]:
-    """Assistant mask from incremental renderings, for templates without generation markers."""
+def _assistant_spans(
+    tokenizer: Any, messages: list[dict[str, str]], full_text: str, record_id: str | None
+) -> list[tuple[int, int]]:
+    """Character spans of ``full_text`` the model generates, one per assistant message.
 
-    def render(prefix: list[dict[str, str]], add_generation_prompt: bool) -> str:
-        return tokenizer.apply_chat_template(
-            prefix, tokenize=False, add_generation_prompt=add_generation_prompt
+    Each assistant message's content is located in the full rendering by rendering the conversation
+    once more with every assistant content replaced by a unique marker; putting the contents back
+    must give the full rendering exactly (else the template rewrites the content and its tokens
+    cannot be located: :class:`ChatTemplateError`). A span then runs
+
+    * from where the generation prompt of ``messages[:i]`` ends, when that prompt is a prefix of the
+      full rendering and ends at or before the content (text the template puts between the prompt
+      and the content, such as a think block after a thinking-mode prompt, is generated by the
+      model); otherwise (an earlier turn rendered as history) from the content itself;
+    * through the text the template closes the turn with (``<|im_end|>``): what follows the content
+      when ``messages[:i + 1]`` is rendered and also follows it in the full rendering, without
+      trailing whitespace (the newline after the end-of-turn token is not trained on).
+    """
+    assistant = [index for index, message in enumerate(messages) if message["role"] == "assistant"]
+    markers = _markers(len(assistant), full_text)
+    marked = [dict(message) for message in messages]
+    for index, marker in zip(assistant, markers, strict=True):
+        marked[index]["content"] = marker
+    marked_text = render_chat(tokenizer, marked)
+
+    contents: list[tuple[int, int]] = []
+    pieces: list[str] = []
+    cursor = 0
+    for index, marker in zip(assistant, markers, strict=True):
+        at = marked_text.find(marker, cursor)
+        if at < 0 or marked_text.count(marker) != 1:
+            raise ChatTemplateError(
+                f"record {record_id!r}: the chat template does not render assistant message {index} "
+                "once, in order; its tokens cannot be located"
+            )
+        pieces.append(marked_text[cursor:at])
+        start = sum(map(len, pieces))
+        pieces.append(messages[index]["content"])
+        contents.append((start, start + len(messages[index]["content"])))
+        cursor = at + len(marker)
+    pieces.append(marked_text[cursor:])
+    rebuilt = "".join(pieces)
+    if rebuilt != full_text:
+        raise ChatTemplateError(
+            f"record {record_id!r}: the chat template does not render the assistant contents verbatim "
+            f"(first difference at character {_divergence(rebuilt, full_text)} of the rendering: it "
+            "strips or rewrites them); their tokens cannot be located"
         )
 
-    full_text = render(messages, add_generation_prompt=False)
     spans = []
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render(messages[:index], add_generation_prompt=True)
-        through = render(messages[: index + 1], add_generation_prompt=False)
-        prefixes = {
-            f"messages[:{index}] with the generation prompt": before,
-            f"messages[:{index + 1}]": through,
-        }
-        for prefix_name, prefix in prefixes.items():
-            if not full_text.startswith(prefix):
-                raise ChatTemplateError(
-                    f"record {record_id!r}: the chat template is not prefix-stable: {prefix_name} "
-                    "does not render to a prefix of the whole conversation (first difference at "
-                    f"character {_divergence(prefix, full_text)}); use a template with "
-                    "{% generation %} markers"
-                )
-        end = len(through.rstrip())
-        if end <= len(before):
-            raise ChatTemplateError(f"record {record_id!r}: assistant message {index} renders to no text")
-        spans.append((len(before), end))
-    encoding = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])
-    assistant_mask = [
-        any(token_start < span_end and token_end > span_start for span_start, span_end in spans)
-        for token_start, token_end in encoding["offset_mapping"]
-    ]
-    return input_ids, assistant_mask
+    for number, (index, (content_start, content_end)) in enumerate(zip(assistant, contents, strict=True)):
+        start = content_start
+        if index > 0:
+            prompt = render_chat(tokenizer, messages[:index], add_generation_prompt=True)
+            if len(prompt) <= content_start and full_text.startswith(prompt):
+                start = len(prompt)
+        through = render_chat(tokenizer, marked[: index + 1])
+        closing = through[through.index(markers[number]) + len(markers[number]) :]
+        closing = _common_prefix(closing, full_text[content_end:]).rstrip()
+        spans.append((start, content_end + len(closing)))
+    return spans
+
+
+def _markers(count: int, text: str) -> list[str]:
+    """``count`` distinct marker strings, none of which occurs in ``text`` (nor in one another)."""
+    salt = 0
+    while True:
+        markers = [f"\ue000redone-assistant-{salt}-{number}\ue001" for number in range(count)]
+        if not any(marker in text for marker in markers):
+            return markers
+        salt += 1
+
+
+def _common_prefix(a: str, b: str) -> str:
+    return a[: _divergence(a, b)]
 
 
 def _divergence(prefix: str, text: str) -> int:

@@ -81,8 +81,12 @@ def test_a_dict_record_is_validated_and_accepted(shipped_tokenizer) -> None:
         tokenize_chat(shipped_tokenizer, {"messages": [{"role": "user", "content": "hi"}]})
 
 
-def test_a_template_that_is_not_prefix_stable_is_refused(plain_template_tokenizer) -> None:
-    # Like Qwen3's thinking template: the final assistant turn renders differently from earlier ones.
+def test_a_template_that_is_not_prefix_stable_is_masked_on_the_full_rendering(
+    plain_template_tokenizer,
+) -> None:
+    # Like Qwen3's template: the final assistant turn renders differently from earlier ones. Each turn's
+    # span is found on the full rendering; the final one starts where the generation prompt ends, so the
+    # '<think></think>' this template puts after its prompt is trained on (the model has to generate it).
     unstable = (
         "{%- for message in messages -%}"
         "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
@@ -95,8 +99,14 @@ def test_a_template_that_is_not_prefix_stable_is_refused(plain_template_tokenize
     original = tokenizer.chat_template
     tokenizer.chat_template = unstable
     try:
-        with pytest.raises(ChatTemplateError, match=r"record 'multi'.*not prefix-stable.*messages\[:3\]"):
-            tokenize_chat(tokenizer, MULTI_TURN)
+        chat = tokenize_chat(tokenizer, MULTI_TURN)
+        assert _masked_runs(tokenizer, chat) == [
+            "fruit animal<|im_end|>",
+            "<think></think>c b a 😀\nok <|im_end|>",
+        ]
+        assert tokenizer.decode(chat.input_ids) == tokenizer.apply_chat_template(
+            [m.model_dump() for m in MULTI_TURN.messages], tokenize=False
+        )
     finally:
         tokenizer.chat_template = original
 
