@@ -100,7 +100,7 @@ class GRPOConfig(StrictModel):
     overlong: OverlongPenaltyConfig = Field(default_factory=OverlongPenaltyConfig)
     """DAPO soft overlong penalty."""
     optimizer: RLOptimizerConfig = Field(default_factory=RLOptimizerConfig)
-    """AdamW and the learning-rate schedule, counted in optimizer updates."""
+    """AdamW and the learning-rate schedule, counted in RL steps (each mini_batches_per_step updates)."""
     checkpoint: RLCheckpointConfig = Field(default_factory=RLCheckpointConfig)
     """When to save, how many to keep, whether to resume."""
 
