@@ -30,6 +30,7 @@ from megatron.core.transformer.spec_utils import ModuleSpec
 
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ModelConfig, ParallelConfig, hf_num_experts
+from nemo_recipes.model.packed_attention import PackedDotProductAttention
 
 if not moe_utils.HAVE_TE:
     # megatron-core 0.16.1 binds te_general_gemm only when Transformer Engine imports, yet its router
@@ -215,11 +216,17 @@ def transformer_config(
 
 
 def layer_spec(cfg: TransformerConfig, impl: str) -> ModuleSpec:
-    """Transformer Engine's layer (grouped-GEMM experts) or megatron-core's local one (SequentialMLP)."""
+    """Transformer Engine's layer (grouped-GEMM experts) or megatron-core's local one (SequentialMLP).
+
+    The local layer's core attention is ours, `PackedDotProductAttention`: megatron's DotProductAttention
+    unchanged on [b, s] batches, and thd-packed sequences (`PackedSeqParams`) as TE's attention takes them.
+    """
     moe = {"num_experts": cfg.num_moe_experts, "moe_grouped_gemm": cfg.moe_grouped_gemm}
     if impl == "transformer_engine":
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.qk_layernorm, **moe)
-    return get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm", **moe)
+    spec = get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm", **moe)
+    spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention  # a fresh spec
+    return spec
 
 
 def build_gpt_chunks(cfg: TransformerConfig, arch: ArchSpec, impl: str) -> list[GPTModel]:

@@ -1,0 +1,177 @@
+"""Core attention for megatron-core's local (pure torch) layer spec that also takes packed sequences.
+
+megatron-core's `DotProductAttention` (the local spec's core attention) asserts on `PackedSeqParams`;
+only Transformer Engine's attention reads them. `PackedDotProductAttention` takes its place in the
+local spec (`nemo_recipes.model.build.layer_spec`); the Transformer Engine spec keeps TE's attention.
+
+The contract, as megatron-core 0.16.1's `Attention.forward` calls a core attention:
+- ordinary batches (`packed_seq_params` None): query [s, b, np, hn], key/value [s, b, ng, hn],
+  `attention_mask` None (causal) or a boolean [b, 1, s, s] mask (True = masked out, replacing the causal
+  mask); returns [s, b, np * hn]. This path IS megatron's `DotProductAttention.forward`, so every result
+  without packing is unchanged, bit for bit.
+- packed batches (`qkv_format="thd"`): the model is given tokens [1, t] (t = the documents' lengths
+  summed) and `Attention` squeezes the dummy batch: query [t, np, hn], key/value [t, ng, hn], RoPE
+  already applied per document from position 0 (megatron-core's thd RoPE reads `cu_seqlens` and
+  `max_seqlen`). Each document `cu_seqlens_q[i]:cu_seqlens_q[i + 1]` is attended on its own, causally,
+  by the same megatron code as an unpacked [L, 1] sequence; returns [t, np * hn], which `Attention`
+  reshapes to [t, 1, np * hn].
+
+Supported on both paths, because both run megatron's own code: causal masking, grouped-query attention
+(np/ng), tensor parallelism (np and ng are this rank's heads, megatron's head partitioning), attention
+dropout under the model-parallel RNG tracker, the softmax scale (`config.softmax_scale`, query-key layer
+scaling), bf16/fp16 with megatron's softmax precision, sliding windows and softmax offsets as the config
+sets them, selective or full activation recompute. A packed document's output is what the same tokens
+give alone as an unpacked [L, 1] sequence (tests/model/test_packed_attention.py: <= 1e-6 against plain
+per-document softmax attention; a whole model's logits, losses and gradients within 1e-5).
+
+Refused loudly: context parallelism (not implemented here: use Transformer Engine's spec), `qkv_format`
+other than "thd" with `PackedSeqParams`, an `attention_mask` together with thd packing (documents are
+delimited by `cu_seqlens` alone), different q and kv `cu_seqlens` (self-attention only), padded
+`cu_seqlens_*_padded` that differ from the unpadded ones, `cu_seqlens` that do not cover exactly the t
+tokens given, a `max_seqlen` smaller than the longest document, a non-causal layer in thd form, and an
+attention bias (as megatron's module refuses it).
+
+The loop over documents reads `cu_seqlens` on the host: fine on the CPU, where this spec runs; GPU runs
+use Transformer Engine's fused varlen attention instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+
+import torch
+from megatron.core.packed_seq_params import PackedSeqParams
+from megatron.core.transformer.dot_product_attention import DotProductAttention
+from megatron.core.transformer.enums import AttnMaskType
+from torch import Tensor
+
+
+class PackedDotProductAttention(DotProductAttention):
+    """megatron-core's DotProductAttention, plus thd-packed sequences: causal attention per document."""
+
+    def __init__(self, config, *args, **kwargs) -> None:
+        if config.context_parallel_size > 1:
+            raise NotImplementedError(
+                f"context_parallel_size {config.context_parallel_size}: PackedDotProductAttention (the "
+                "local layer spec's core attention) does not implement context parallelism; use "
+                "Transformer Engine's spec (model.transformer_impl=transformer_engine)"
+            )
+        super().__init__(config, *args, **kwargs)
+
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attention_mask: Tensor | None,
+        attn_mask_type: AttnMaskType | None = None,
+        attention_bias: Tensor | None = None,
+        packed_seq_params: PackedSeqParams | None = None,
+    ) -> Tensor:
+        if packed_seq_params is None:
+            return super().forward(
+                query,
+                key,
+                value,
+                attention_mask,
+                attn_mask_type=attn_mask_type,
+                attention_bias=attention_bias,
+            )
+        starts = self._document_starts(query, key, value, attention_mask, attention_bias, packed_seq_params)
+        documents = [
+            super(PackedDotProductAttention, self).forward(
+                query[a:b].unsqueeze(1),  # megatron's [s, b] attention, once per document as [L, 1]
+                key[a:b].unsqueeze(1),
+                value[a:b].unsqueeze(1),
+                # The causal mask megatron would make for mask None, made here: its own is made on
+                # "cuda", which fails on the CPU when activation recompute runs it inside backward.
+                torch.ones(b - a, b - a, dtype=torch.bool, device=query.device).triu(1)[None, None],
+            )
+            for a, b in itertools.pairwise(starts)
+            if b > a
+        ]
+        return torch.cat(documents).squeeze(1)  # [t, 1, np * hn] -> [t, np * hn]
+
+    def _document_starts(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        attention_mask: Tensor | None,
+        attention_bias: Tensor | None,
+        params: PackedSeqParams,
+    ) -> list[int]:
+        """cu_seqlens as host ints, after checking the packed call is one this module computes right."""
+        problems = []
+        if params.qkv_format != "thd":
+            problems.append(f"qkv_format {params.qkv_format!r} (only 'thd' is packed here)")
+        if attention_mask is not None:
+            problems.append("an attention_mask with thd packing (documents come from cu_seqlens alone)")
+        if attention_bias is not None:
+            problems.append("an attention_bias")
+        if self.attn_mask_type != AttnMaskType.causal:
+            problems.append(f"attn_mask_type {self.attn_mask_type.name} (thd packing here is causal only)")
+        if query.dim() != 3 or key.dim() != 3 or value.dim() != 3:
+            problems.append(
+                f"q/k/v of shapes {tuple(query.shape)}, {tuple(key.shape)}: thd needs [t, heads, hn]"
+            )
+        cu_q, cu_kv = params.cu_seqlens_q, params.cu_seqlens_kv
+        if cu_q is None or cu_kv is None or (cu_q is not cu_kv and not torch.equal(cu_q.cpu(), cu_kv.cpu())):
+            problems.append("cu_seqlens_q and cu_seqlens_kv must both be given and equal (self-attention)")
+        elif any(
+            padded is not None and not torch.equal(padded.cpu(), cu_q.cpu())
+            for padded in (params.cu_seqlens_q_padded, params.cu_seqlens_kv_padded)
+        ):
+            problems.append("padded cu_seqlens that differ from cu_seqlens")
+        if problems:
+            raise ValueError(f"PackedDotProductAttention: {'; '.join(problems)}")
+        starts = [int(x) for x in cu_q.tolist()]
+        lengths = [b - a for a, b in itertools.pairwise(starts)]
+        if len(starts) < 2 or starts[0] != 0 or starts[-1] != query.size(0) or min(lengths) < 0:
+            raise ValueError(
+                f"PackedDotProductAttention: cu_seqlens {starts} must rise from 0 to the {query.size(0)} "
+                "packed tokens"
+            )
+        for name in ("max_seqlen_q", "max_seqlen_kv"):
+            given = getattr(params, name)
+            if given is not None and given < max(lengths):
+                raise ValueError(
+                    f"PackedDotProductAttention: {name} {given} < the longest document {max(lengths)}"
+                )
+        return starts
+
+
+def packed_position_ids(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    """Position ids [1, t] that restart at 0 for every document of the pack.
+
+    megatron's RoPE does not read them (it positions each document from `cu_seqlens`); they keep a packed
+    batch the same as its documents for anything that does (HF models, vLLM, learned positions).
+    """
+    return torch.cat([torch.arange(n, device=device) for n in lengths]).unsqueeze(0)
+
+
+def packed_seq_params(lengths: Sequence[int], device: torch.device | str | None = None) -> PackedSeqParams:
+    """thd PackedSeqParams for documents of these lengths packed into one row of sum(lengths) tokens.
+
+    `cu_seqlens` are int32 (as Transformer Engine wants them), on `device` (default: the current CUDA
+    device when there is one, else the CPU). `max_seqlen` is the longest document (TE sizes its kernels
+    by it; megatron-core sizes the RoPE table by it). Padding at the end of a row goes in as a document
+    of its own (its tokens then attend only among themselves; mask their loss).
+    """
+    lengths = [int(n) for n in lengths]
+    if not lengths or min(lengths) < 1:
+        raise ValueError(f"packed_seq_params: needs one or more documents of length >= 1, got {lengths}")
+    if device is None:
+        device = torch.cuda.current_device() if torch.cuda.is_available() else "cpu"
+    cu_seqlens = torch.tensor([0, *lengths], dtype=torch.int32, device=device).cumsum(0, dtype=torch.int32)
+    longest = max(lengths)
+    return PackedSeqParams(
+        qkv_format="thd",
+        cu_seqlens_q=cu_seqlens,
+        cu_seqlens_kv=cu_seqlens,
+        max_seqlen_q=longest,
+        max_seqlen_kv=longest,
+    )
