@@ -8,11 +8,20 @@ milliseconds per phase, the collection/generate ratio, the share of each phase i
 rollout tokens/s. Usage (world size 1):
 
     python benchmarks/grpo_step.py [RECIPE] [--set grpo.prompts_per_step=8 ...] [--steps 10]
+
+With `--length-mix sns` it times the trainer phases only (old logprobs and the updates) on rollouts
+of SNS-like lengths (mostly short prompts and label answers, a long tail of long prompts and long
+generations, scaled to the recipe's max_prompt_tokens / max_response_tokens; random token ids: the
+trainer's cost does not depend on them), in the same process twice per step: packed rows of at most
+`grpo.max_tokens_per_micro_batch` real tokens (the stage's path) and one sequence per row padded to
+max_prompt_tokens + max_response_tokens (the padded reference). Its last line reads
+`packed vs padded: <X>x faster, computed/real tokens <A> -> <B>`.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 import time
@@ -20,12 +29,17 @@ import time
 from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
 import torch
+from length_mix import sns_lengths
 
 from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.data.rl_batch import collate_rollouts
 from nemo_recipes.launcher import read_launch_env
+from nemo_recipes.records.rollout import Completion, RolloutGroup
 from nemo_recipes.rollout.generate import sample_seed
 from nemo_recipes.stages.grpo import start_session
+from nemo_recipes.stages.setup import build_policy
+from nemo_recipes.training.policy_step import mini_batches, rollout_samples, train_on_batches
 
 
 def timed(fn, *args):
@@ -35,12 +49,81 @@ def timed(fn, *args):
     return time.perf_counter() - start, result
 
 
+def sns_groups(cfg: RunConfig, rng: random.Random) -> list[RolloutGroup]:
+    """One step's groups of SNS-like lengths (random ids and rewards, every group informative)."""
+    g = cfg.grpo.generation
+    groups = []
+    for position in range(cfg.grpo.prompts_per_step):
+        prompt, _ = sns_lengths(rng, g.max_prompt_tokens, g.max_response_tokens)
+        completions = []
+        for _ in range(g.num_generations_per_prompt):
+            _, response = sns_lengths(rng, g.max_prompt_tokens, g.max_response_tokens)
+            completions.append(
+                Completion([rng.randrange(3, 2000) for _ in range(response)], [-1.0] * response, "stop")
+            )
+        rewards = [float(i % 2) for i in range(len(completions))]
+        prompt_ids = [rng.randrange(3, 2000) for _ in range(prompt)]
+        groups.append(
+            RolloutGroup(position, "t", prompt_ids, completions, rewards, [r == 1.0 for r in rewards])
+        )
+    return groups
+
+
+def trainer_phases(cfg: RunConfig, steps: int, warmup: int) -> None:
+    """Old logprobs + updates of the same rollouts, packed (the stage's path) vs padded rows."""
+    grpo, pad = cfg.grpo, 0
+    policy = build_policy(cfg, grpo.optimizer, grpo.checkpoint, grpo.train_steps, grpo.mini_batches_per_step)
+    rng = random.Random(cfg.seed)
+    seconds: dict[str, list[float]] = {"padded": [], "packed": []}
+    tokens = {"padded": [0, 0], "packed": [0, 0]}
+    for step in range(warmup + steps):
+        samples = rollout_samples(sns_groups(cfg, rng), grpo)
+        per_mini = len(samples) // grpo.mini_batches_per_step
+        layouts = {
+            "padded": [
+                [
+                    collate_rollouts([s], pad, row_length=grpo.seq_length)
+                    for s in samples[m * per_mini : (m + 1) * per_mini]
+                ]
+                for m in range(grpo.mini_batches_per_step)
+            ],
+            "packed": mini_batches(samples, grpo, pad, 0, 1),
+        }
+        for name in sorted(layouts, key=lambda n: (n == "packed") == bool(step % 2)):  # alternate the order
+            elapsed, _ = timed(
+                train_on_batches, policy.model, policy.optimizer, policy.scheduler, layouts[name], grpo
+            )
+            if step >= warmup:
+                seconds[name].append(elapsed)
+                rows = [b for mini in layouts[name] for b in mini]
+                tokens[name][0] += sum(b.tokens.shape[1] for b in rows)
+                tokens[name][1] += sum(b.real_tokens for b in rows)
+    med = {name: statistics.median(values) for name, values in seconds.items()}
+    ratio = {name: computed / real for name, (computed, real) in tokens.items()}
+    g = grpo.generation
+    print(
+        f"model={cfg.model.hf_config} prompts/step={grpo.prompts_per_step} n={g.num_generations_per_prompt} "
+        f"max_prompt={g.max_prompt_tokens} max_response={g.max_response_tokens} "
+        f"budget={grpo.token_budget} threads={torch.get_num_threads()}"
+    )
+    real_per_step = tokens["packed"][1] / steps
+    for name in ("padded", "packed"):
+        rate = real_per_step / med[name]
+        print(f"{name:7s} trainer phases {med[name] * 1e3:9.1f} ms  ({rate:.0f} real tokens/s)")
+    print(f"(median of {steps} steps after {warmup} warm-up steps)")
+    print(
+        f"packed vs padded: {med['padded'] / med['packed']:.2f}x faster, computed/real tokens "
+        f"{ratio['padded']:.2f} -> {ratio['packed']:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("recipe", nargs="?", default="nemo_recipes/recipes/grpo_tiny.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--length-mix", choices=["sns"], help="trainer phases only: packed vs padded")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="grpo-bench-")
     fixed = [f"run_dir={work}", "grpo.dynamic_sampling.enabled=false", "grpo.checkpoint.resume=never"]
@@ -52,6 +135,9 @@ def main() -> None:
     init_distributed(cfg.parallel, launch)
     try:
         seed_all(cfg.seed)
+        if args.length_mix:
+            trainer_phases(cfg, args.steps, args.warmup)
+            return
         session = start_session(cfg, (0, 1))
         names = ("generate (bare vLLM)", "collect (ours)", "old logprobs", "updates", "refit")
         phases: dict[str, list[float]] = {name: [] for name in names}

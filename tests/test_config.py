@@ -92,13 +92,17 @@ def test_batch_divisibility_and_model_limits() -> None:
     ):
         check_launch(cfg, 2)
     cfg = load_config(
-        RunConfig, None, ["grpo.prompts_per_step=3", "grpo.generation.num_generations_per_prompt=2"]
+        RunConfig, None, ["grpo.prompts_per_step=2", "grpo.generation.num_generations_per_prompt=2"]
     )
     with pytest.raises(
-        ConfigError, match=r"grpo responses per mini-batch .* 6 must be a multiple of grpo.micro"
+        ConfigError, match=r"grpo responses per mini-batch .* 4 must be at least the data-parallel size 8"
     ):
-        check_launch(cfg, 2, "grpo")
-    assert check_launch(cfg, 1, "grpo") == 1
+        check_launch(cfg, 8, "grpo")
+    assert check_launch(cfg, 4, "grpo") == 4  # packed rows: any split of 4 responses over 4 ranks
+    with pytest.raises(ConfigError, match="max_tokens_per_micro_batch 100 must hold the longest sequence"):
+        load_config(RunConfig, None, ["grpo.max_tokens_per_micro_batch=100"])
+    with pytest.raises(ConfigError, match=r"grpo\.micro_batch_size.*grpo\.max_tokens_per_micro_batch"):
+        load_config(RunConfig, None, ["grpo.micro_batch_size=2"])
     with pytest.raises(ConfigError, match="not a multiple of micro_batch_size"):
         load_config(RunConfig, None, ["sft.global_batch_size=5", "sft.micro_batch_size=2"])
     cfg = load_config(RunConfig, None, ["sft.seq_length=4096"])

@@ -44,6 +44,7 @@ RENAMED_KEYS: dict[str, str] = {
     "eval.max_response_tokens": "eval.generation.max_response_tokens",
     "sft.task_table": "(removed: task records are read with the run's task_table when "
     "sft.record_format is task)",
+    "grpo.micro_batch_size": "grpo.max_tokens_per_micro_batch",
     "engine.max_model_len": "(removed: each use's engine length is its generation.max_prompt_tokens "
     "+ max_response_tokens)",
     **{
@@ -101,22 +102,24 @@ class RunConfig(StrictModel):
         )
 
 
-def _stage_batch(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> tuple[int, str, int, int, str]:
-    """(rows per optimizer step, what they are, micro-batch size, seq length, its key) of a stage."""
+def _batch_rule(cfg: RunConfig, stage: Literal["sft", "grpo"], dp: int) -> str | None:
+    """What is wrong with a stage's batch at data-parallel size `dp` (None: nothing)."""
     if stage == "sft":
         sft = cfg.sft
-        return (
-            sft.global_batch_size,
-            "sft.global_batch_size",
-            sft.micro_batch_size,
-            sft.seq_length,
-            "sft.seq_length",
-        )
+        if sft.global_batch_size % (sft.micro_batch_size * dp):
+            return (
+                f"sft.global_batch_size {sft.global_batch_size} must be a multiple of sft.micro_batch_size "
+                f"{sft.micro_batch_size} x data-parallel size {dp}"
+            )
+        return None
     grpo = cfg.grpo
-    rows = grpo.responses_per_step // grpo.mini_batches_per_step
-    what = "grpo responses per mini-batch (prompts_per_step / mini_batches_per_step x group size)"
-    seq_key = "grpo.generation.max_prompt_tokens + max_response_tokens"
-    return rows, what, grpo.micro_batch_size, grpo.seq_length, seq_key
+    responses = grpo.responses_per_step // grpo.mini_batches_per_step
+    if responses < dp:
+        return (
+            f"grpo responses per mini-batch (prompts_per_step / mini_batches_per_step x group size) "
+            f"{responses} must be at least the data-parallel size {dp} (each rank trains on some)"
+        )
+    return None
 
 
 def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] = "sft") -> int:
@@ -126,12 +129,13 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
     """
     par = cfg.parallel
     dp = par.data_parallel_for(world_size)
-    rows, what, micro_batch_size, seq_length, seq_key = _stage_batch(cfg, stage)
-    if rows % (micro_batch_size * dp):
-        raise ConfigError(
-            f"{what} {rows} must be a multiple of {stage}.micro_batch_size {micro_batch_size} x "
-            f"data-parallel size {dp}"
-        )
+    if (problem := _batch_rule(cfg, stage, dp)) is not None:
+        raise ConfigError(problem)
+    seq_length, seq_key = (
+        (cfg.sft.seq_length, "sft.seq_length")
+        if stage == "sft"
+        else (cfg.grpo.seq_length, "grpo.generation.max_prompt_tokens + max_response_tokens")
+    )
     hf = cfg.model.hf_config_dict()
     max_pos = hf.get("max_position_embeddings")
     if max_pos is not None and seq_length > max_pos:

@@ -87,8 +87,9 @@ class GRPOConfig(StrictModel):
     """Prompt groups per optimizer step, over all data-parallel ranks (after dynamic sampling)."""
     mini_batches_per_step: PositiveInt = 1
     """Optimizer updates per rollout batch: the groups are split into this many mini-batches."""
-    micro_batch_size: PositiveInt = 2
-    """Responses per forward/backward micro-batch."""
+    max_tokens_per_micro_batch: PositiveInt | None = None
+    """Tokens per forward/backward micro-batch: responses (with their prompts) packed into one row of
+    at most this many real tokens (null: max_prompt_tokens + max_response_tokens, one longest sequence)."""
     train_steps: PositiveInt = 100
     """RL steps (each: generate, score, then mini_batches_per_step optimizer updates)."""
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
@@ -110,6 +111,11 @@ class GRPOConfig(StrictModel):
         return self.generation.max_sequence_tokens
 
     @property
+    def token_budget(self) -> int:
+        """Tokens per packed micro-batch row (`max_tokens_per_micro_batch`, or one longest sequence)."""
+        return self.max_tokens_per_micro_batch or self.seq_length
+
+    @property
     def responses_per_step(self) -> int:
         """Responses trained on per RL step, over all data-parallel ranks."""
         return self.prompts_per_step * self.generation.num_generations_per_prompt
@@ -127,6 +133,11 @@ class GRPOConfig(StrictModel):
             raise ValueError(
                 f"prompts_per_step {self.prompts_per_step} is not a multiple of mini_batches_per_step "
                 f"{self.mini_batches_per_step}"
+            )
+        if self.token_budget < self.seq_length:
+            raise ValueError(
+                f"max_tokens_per_micro_batch {self.token_budget} must hold the longest sequence: "
+                f"generation.max_prompt_tokens + max_response_tokens = {self.seq_length}"
             )
         if self.overlong.enabled and self.overlong.buffer_tokens >= gen.max_response_tokens:
             raise ValueError(

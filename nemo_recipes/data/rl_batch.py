@@ -1,9 +1,18 @@
-"""The RL training batch: scored rollouts collated into right-padded rows for the trainer.
+"""The RL training batch: scored rollouts packed into rows of real tokens for the trainer.
 
-One row per response: its prompt, then its response tokens, then padding. Position `i` predicts
-token `i + 1` (`labels`); it counts in the loss (`response_mask` 1) exactly when that token is a
-response token, so the prompt is context only and the last prompt position predicts the first
-response token.
+A micro-batch is ONE row holding several sequences back to back (each a prompt, then its response),
+given to the model in thd form: the documents' lengths become `cu_seqlens` (megatron-core's
+`PackedSeqParams`), so each sequence attends only to itself, positions restart per sequence, and no
+padding is computed (a row is padded only when the pipeline needs a fixed row length, and then the
+padding is a document of its own). Position `i` of a sequence predicts its token `i + 1`; the
+positions that predict response tokens are read back per sequence (`response_index`) into [n, L]
+tensors (L: the longest response of the row), which is what the loss works on.
+
+Micro-batches are cut by a token budget: a mini-batch's sequences are split over the data-parallel
+ranks with near-equal token counts (`balanced_shares`), then each rank bins its share into rows of at
+most `max_tokens_per_micro_batch` tokens, longest first (`first_fit_decreasing`). The number of
+micro-batches may differ between mini-batches and ranks; the loss is normalised over the update's
+global token (or sequence) count whatever the packing.
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from nemo_recipes.data.bin_packing import balanced_shares, first_fit_decreasing
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,11 @@ class RolloutSample:
     in_loss: bool = True
     """False for a filler group's response: in the batch, outside the loss (its response_mask is 0)."""
 
+    @property
+    def length(self) -> int:
+        """Tokens of the sequence: prompt and response."""
+        return len(self.prompt_ids) + len(self.response_ids)
+
     def __post_init__(self) -> None:
         if not self.prompt_ids:
             raise ValueError("a rollout sample needs a non-empty prompt")
@@ -38,25 +54,24 @@ class RolloutSample:
 
 @dataclass(frozen=True)
 class RLBatch:
-    """`b` rows of `s` tokens for a megatron-core GPT forward pass.
+    """One packed row of `n` sequences (t tokens in all) for a megatron-core GPT forward pass.
 
-    tokens: [b, s] int64, right-padded with the pad id; labels: [b, s] int64, `tokens` shifted left
-    by one (pad id where there is no next token); position_ids: [b, s] int64, 0..s-1;
-    response_mask: [b, s] float32, 1.0 where `labels` is a response token; rollout_logprobs: [b, s]
-    float32, the engine's logprob of `labels` where `response_mask` is 1, else 0; advantages: [b]
-    float32; tasks: the task name of each row; old_logprobs / ref_logprobs: [b, s] float32, the
-    trainer's logprobs of `labels` under the weights that generated the rollouts / under the
-    reference model, attached after collation (None until then, and on non-last pipeline stages).
-
-    No attention mask: each row is one sequence with padding only at its end, so the causal mask
-    megatron-core builds itself (attention_mask=None) is exact, and no [b, 1, s, s] tensor is made
-    (it would also push Transformer Engine off its fused kernels). Logits at padding positions are
-    garbage and masked out by `response_mask`.
+    tokens / labels / position_ids: [1, t] int64; `labels` is each sequence's next token (the pad id
+    at a sequence's last position), positions restart at 0 for every sequence. document_lengths: the
+    lengths of the row's documents, the sequences then any padding (they sum to t; the model's
+    `PackedSeqParams`). response_index: [n, L] int64, the row position whose label is response token
+    `j` of sequence `i` (0 past the response); response_mask: [n, L] float32, 1.0 for response tokens
+    that count in the loss; rollout_logprobs: [n, L] float32, the engine's logprob of each response
+    token (0 elsewhere); advantages: [n] float32; tasks: each sequence's task; old_logprobs /
+    ref_logprobs: [n, L] float32, attached after collation (None until then, and on non-last
+    pipeline stages).
     """
 
     tokens: torch.Tensor
     labels: torch.Tensor
     position_ids: torch.Tensor
+    document_lengths: list[int]
+    response_index: torch.Tensor
     response_mask: torch.Tensor
     rollout_logprobs: torch.Tensor
     advantages: torch.Tensor
@@ -65,43 +80,80 @@ class RLBatch:
     ref_logprobs: torch.Tensor | None = None
 
     @property
-    def attention_mask(self) -> None:
-        """What megatron-core's GPTModel takes for these rows: None (its own causal mask)."""
-        return None
+    def real_tokens(self) -> int:
+        """Tokens of the sequences (the row without its padding)."""
+        return sum(self.document_lengths[: len(self.tasks)])
+
+    def per_response(self, row_values: torch.Tensor) -> torch.Tensor:
+        """[1, t, ...] values at the row's positions -> [n, L, ...] per response token (differentiable)."""
+        return row_values[0][self.response_index]
 
 
-def collate_rollouts(samples: Sequence[RolloutSample], seq_length: int, pad_token_id: int) -> RLBatch:
-    """Stack samples into an `RLBatch` of rows of exactly `seq_length` tokens.
-
-    A sample longer than `seq_length` (prompt + response) is an error: truncating would train on a
-    response the engine did not end there.
-    """
+def collate_rollouts(
+    samples: Sequence[RolloutSample], pad_token_id: int, row_length: int | None = None
+) -> RLBatch:
+    """Pack `samples` into one row, in order; padded to `row_length` tokens when given (a fixed row
+    length, for pipeline parallelism), as a padding document of its own."""
     if not samples:
         raise ValueError("collate_rollouts needs at least one sample")
-    b = len(samples)
-    tokens = torch.full((b, seq_length), pad_token_id, dtype=torch.int64)
-    response_mask = torch.zeros(b, seq_length, dtype=torch.float32)
-    rollout_logprobs = torch.zeros(b, seq_length, dtype=torch.float32)
-    for row, sample in enumerate(samples):
-        prompt_len, response_len = len(sample.prompt_ids), len(sample.response_ids)
-        if prompt_len + response_len > seq_length:
-            raise ValueError(
-                f"sample {row} (task {sample.task!r}) has {prompt_len} prompt + {response_len} response "
-                f"tokens, more than seq_length={seq_length}"
-            )
-        tokens[row, : prompt_len + response_len] = torch.tensor(sample.prompt_ids + sample.response_ids)
-        # Position prompt_len - 1 + j predicts response token j.
-        span = slice(prompt_len - 1, prompt_len - 1 + response_len)
-        response_mask[row, span] = 1.0 if sample.in_loss else 0.0
-        rollout_logprobs[row, span] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
+    lengths = [s.length for s in samples]
+    total = sum(lengths)
+    if row_length is not None and total > row_length:
+        raise ValueError(f"{len(samples)} sequences of {total} tokens do not fit a row of {row_length}")
+    padding = (row_length or total) - total
+    tokens = torch.full((1, total + padding), pad_token_id, dtype=torch.int64)
     labels = torch.full_like(tokens, pad_token_id)
-    labels[:, :-1] = tokens[:, 1:]
+    longest = max(len(s.response_ids) for s in samples)
+    index = torch.zeros(len(samples), longest, dtype=torch.int64)
+    response_mask = torch.zeros(len(samples), longest, dtype=torch.float32)
+    rollout_logprobs = torch.zeros(len(samples), longest, dtype=torch.float32)
+    start = 0
+    for row, sample in enumerate(samples):
+        ids = torch.tensor(sample.prompt_ids + sample.response_ids)
+        tokens[0, start : start + sample.length] = ids
+        labels[0, start : start + sample.length - 1] = ids[1:]
+        prompt_len, response_len = len(sample.prompt_ids), len(sample.response_ids)
+        # Position prompt_len - 1 + j of the sequence predicts response token j.
+        index[row, :response_len] = torch.arange(response_len) + start + prompt_len - 1
+        response_mask[row, :response_len] = 1.0 if sample.in_loss else 0.0
+        rollout_logprobs[row, :response_len] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
+        start += sample.length
+    documents = lengths + ([padding] if padding else [])
     return RLBatch(
         tokens=tokens,
         labels=labels,
-        position_ids=torch.arange(seq_length, dtype=torch.int64).expand(b, -1).contiguous(),
+        position_ids=torch.cat([torch.arange(n) for n in documents]).unsqueeze(0),
+        document_lengths=documents,
+        response_index=index,
         response_mask=response_mask,
         rollout_logprobs=rollout_logprobs,
         advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
         tasks=[s.task for s in samples],
     )
+
+
+def micro_batches(
+    samples: Sequence[RolloutSample],
+    max_tokens: int,
+    pad_token_id: int,
+    dp_rank: int,
+    dp_size: int,
+    fixed_row_length: bool = False,
+) -> list[RLBatch]:
+    """This data-parallel rank's packed rows of `samples` (one mini-batch): its token-balanced share,
+    binned longest first into rows of at most `max_tokens` tokens (each padded to `max_tokens` with
+    `fixed_row_length`)."""
+    lengths = [s.length for s in samples]
+    too_long = [i for i, n in enumerate(lengths) if n > max_tokens]
+    if too_long:
+        i = too_long[0]
+        raise ValueError(
+            f"sample {i} (task {samples[i].task!r}) has {lengths[i]} tokens, more than the micro-batch "
+            f"budget {max_tokens}"
+        )
+    share = balanced_shares(lengths, dp_size)[dp_rank]
+    bins = first_fit_decreasing([lengths[i] for i in share], max_tokens)
+    row_length = max_tokens if fixed_row_length else None
+    return [
+        collate_rollouts([samples[share[j]] for j in members], pad_token_id, row_length) for members in bins
+    ]

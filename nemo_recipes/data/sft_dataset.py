@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from nemo_recipes.data.bin_packing import first_fit_rows
 from nemo_recipes.data.chat_render import CHAT_TEMPLATE_KWARGS, render_chat
 from nemo_recipes.records.chat import ChatRecord
 
@@ -72,23 +73,21 @@ class PackedRow:
 
 @dataclass(frozen=True)
 class SFTBatch:
-    """A batch of ``b`` rows of ``s`` tokens, ready for a megatron-core GPT forward pass.
+    """A micro-batch of ``b`` rows of ``s`` tokens, given to megatron-core's GPT as ONE packed row of
+    ``b x s`` tokens in thd form (no attention mask: each document attends only to itself).
 
-    tokens: [b, s] int64; labels: [b, s] int64 (next token; pad id where there is none);
-    loss_mask: [b, s] float32 (1.0 where the label is an assistant token of the same document);
-    position_ids: [b, s] int64 (restart at 0 per document); attention_mask: [b, 1, s, s] bool with
-    True meaning MASKED (megatron-core convention): query ``i`` may attend key ``j`` only when
-    ``j <= i`` and both lie in the same document (the padding run is a segment of its own, so no
-    query row is fully masked). document_lengths: per row, the lengths of its documents (for
-    building packed-sequence/THD parameters instead of a dense mask).
+    tokens: [1, b*s] int64; labels: [1, b*s] int64 (next token; pad id where there is none);
+    loss_mask: [1, b*s] float32 (1.0 where the label is an assistant token of the same document);
+    position_ids: [1, b*s] int64 (restart at 0 per document); document_lengths: the lengths of the
+    documents in order, each row's padding run a document of its own (they sum to b*s; the model's
+    ``PackedSeqParams``).
     """
 
     tokens: torch.Tensor
     labels: torch.Tensor
     loss_mask: torch.Tensor
     position_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    document_lengths: list[list[int]]
+    document_lengths: list[int]
 
 
 def tokenize_chat(tokenizer: Any, record: ChatRecord | Mapping[str, Any]) -> TokenizedChat:
@@ -237,36 +236,6 @@ def pack_sequences(
     return [_assemble_row(examples, members, seq_length, pad_token_id) for members in row_members]
 
 
-def first_fit_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Greedy first-fit bin packing in input order: the item indices held by each row.
-
-    A max-tree over the rows' free space finds the leftmost row with room in O(log n), so packing
-    millions of conversations stays fast. Rows not yet opened have full capacity and lie to the right
-    of every opened row, so the leftmost fit opens a new row exactly when no open row has room.
-    """
-    size = 1
-    while size < len(lengths):
-        size *= 2
-    free = [capacity] * (2 * size)  # free[node] = largest free space among the rows below node
-    row_members: list[list[int]] = []
-    for index, length in enumerate(lengths):
-        if not 0 < length <= capacity:
-            raise ValueError(f"item {index} has length {length}, outside 1..{capacity}")
-        node = 1
-        while node < size:
-            node = 2 * node if free[2 * node] >= length else 2 * node + 1
-        row = node - size
-        if row == len(row_members):
-            row_members.append([])
-        row_members[row].append(index)
-        free[node] -= length
-        node //= 2
-        while node:
-            free[node] = max(free[2 * node], free[2 * node + 1])
-            node //= 2
-    return row_members
-
-
 def unpacked_rows(
     examples: Sequence[TokenizedChat], seq_length: int, *, pad_token_id: int = 0, truncate: bool = False
 ) -> list[PackedRow]:
@@ -330,31 +299,23 @@ def _assemble_row(
 
 
 def collate(rows: Sequence[PackedRow]) -> SFTBatch:
-    """Stack rows of equal length into an :class:`SFTBatch` (shapes in its docstring)."""
+    """Rows of equal length, back to back as one packed row (shapes in :class:`SFTBatch`)."""
     if not rows:
         raise ValueError("collate needs at least one row")
     seq_length = len(rows[0].tokens)
     for number, row in enumerate(rows):
         if len(row.tokens) != seq_length:
             raise ValueError(f"row {number} has {len(row.tokens)} tokens, row 0 has {seq_length}")
-    segment_ids = torch.tensor([_segment_ids(row) for row in rows], dtype=torch.int64)
-    same_segment = segment_ids[:, :, None] == segment_ids[:, None, :]
-    causal = torch.ones(seq_length, seq_length, dtype=torch.bool).tril()
-    attention_mask = ~(same_segment & causal)
+
+    def joined(field: str, dtype: torch.dtype) -> torch.Tensor:
+        return torch.tensor([value for row in rows for value in getattr(row, field)], dtype=dtype).unsqueeze(
+            0
+        )
+
     return SFTBatch(
-        tokens=torch.tensor([row.tokens for row in rows], dtype=torch.int64),
-        labels=torch.tensor([row.labels for row in rows], dtype=torch.int64),
-        loss_mask=torch.tensor([row.loss_mask for row in rows], dtype=torch.float32),
-        position_ids=torch.tensor([row.position_ids for row in rows], dtype=torch.int64),
-        attention_mask=attention_mask.unsqueeze(1),
-        document_lengths=[list(row.document_lengths) for row in rows],
+        tokens=joined("tokens", torch.int64),
+        labels=joined("labels", torch.int64),
+        loss_mask=joined("loss_mask", torch.float32),
+        position_ids=joined("position_ids", torch.int64),
+        document_lengths=[n for row in rows for n in [*row.document_lengths, row.padding_length] if n],
     )
-
-
-def _segment_ids(row: PackedRow) -> list[int]:
-    """Document number of every position; the padding run gets the next number."""
-    segment_ids = []
-    for number, length in enumerate(row.document_lengths):
-        segment_ids += [number] * length
-    segment_ids += [len(row.document_lengths)] * row.padding_length
-    return segment_ids

@@ -23,6 +23,7 @@ from nemo_recipes.config.model import ModelConfig
 from nemo_recipes.config.training import SFTConfig
 from nemo_recipes.data.sft_dataset import (
     ChatTemplateError,
+    SFTBatch,
     collate,
     pack_sequences,
     tokenize_chat,
@@ -30,7 +31,7 @@ from nemo_recipes.data.sft_dataset import (
 )
 from nemo_recipes.data.sft_records import read_sft_records
 from nemo_recipes.metrics import MetricsLogger
-from nemo_recipes.model.build import resolve_transformer_impl
+from nemo_recipes.model.packed_attention import packed_seq_params
 from nemo_recipes.stages.setup import (
     Policy,
     StageOutcome,
@@ -107,9 +108,13 @@ def micro_batches(
     ]
 
 
-def sft_forward_step(batch, model):
-    """Per-token cross entropy from megatron's GPTModel, reduced to an answer-token sum."""
-    per_token_loss = model(batch.tokens, batch.position_ids, batch.attention_mask, labels=batch.labels)
+def sft_forward_step(batch: SFTBatch, model):
+    """Per-token cross entropy from megatron's GPTModel on a packed row (thd), reduced to an
+    answer-token sum."""
+    params = packed_seq_params(batch.document_lengths)
+    per_token_loss = model(
+        batch.tokens, batch.position_ids, None, labels=batch.labels, packed_seq_params=params
+    )
 
     def loss_fn(output):
         loss_sum, num_tokens, metrics = masked_token_loss(output, batch.loss_mask)
@@ -132,9 +137,13 @@ def train_step(
     """One optimizer step on the global batch of `step` (this rank's share of it)."""
     indices = global_batch_indices(step, len(rows), sft.global_batch_size, seed)
     batches = micro_batches(rows, indices, sft.micro_batch_size, dp_rank, dp_size)
-    return run_step(
-        model, batches, sft_forward_step, sft.seq_length, sft.micro_batch_size, METRICS, optimizer, scheduler
-    )
+    return run_step(model, batches, sft_forward_step, *step_shape(sft), METRICS, optimizer, scheduler)
+
+
+def step_shape(sft: SFTConfig) -> tuple[int, int]:
+    """(sequence length, micro-batch size) megatron-core's schedule is given: a micro-batch's rows
+    run as one packed row of micro_batch_size x seq_length tokens."""
+    return sft.micro_batch_size * sft.seq_length, 1
 
 
 def _total_steps(sft: SFTConfig, num_rows: int) -> int:
@@ -146,13 +155,6 @@ def _total_steps(sft: SFTConfig, num_rows: int) -> int:
 def run_sft(cfg: RunConfig) -> StageOutcome:
     """Run (or resume) the SFT stage described by `cfg` on this process's rank."""
     sft = cfg.sft
-    if sft.packing and resolve_transformer_impl(cfg.model, cfg.parallel) == "transformer_engine":
-        raise ConfigError(
-            "sft.packing under Transformer Engine: packed rows carry a block-diagonal mask that TE's "
-            "causal attention ignores (thd packed sequences are not passed yet), so each conversation "
-            "would attend to the ones before it in its row; set sft.packing: false (one conversation "
-            "per row), or model.transformer_impl: local"
-        )
     with launched(cfg, "sft") as replica:
         tokenizer = load_tokenizer(cfg.model)
         table = record_table(cfg)
@@ -221,5 +223,5 @@ def evaluate(model: list, rows: list, sft: SFTConfig, dp_rank: int, dp_size: int
     if count == 0:
         raise ConfigError(f"sft.valid_data has {len(rows)} rows: fewer than micro_batch_size x dp = {unit}")
     batches = micro_batches(rows, list(range(count)), sft.micro_batch_size, dp_rank, dp_size)
-    result = run_step(model, batches, sft_forward_step, sft.seq_length, sft.micro_batch_size, METRICS)
+    result = run_step(model, batches, sft_forward_step, *step_shape(sft), METRICS)
     return result.mean("lm_loss")

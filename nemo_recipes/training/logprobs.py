@@ -17,6 +17,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
 from nemo_recipes.data.rl_batch import RLBatch
+from nemo_recipes.model.packed_attention import packed_seq_params
 from nemo_recipes.training.step import run_step
 
 
@@ -42,35 +43,43 @@ def token_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return shift + torch.log(normaliser) - weighted / normaliser
 
 
+def packed_logits(model: torch.nn.Module, batch: RLBatch) -> torch.Tensor:
+    """The model's output for a packed row (thd: each sequence attends only to itself)."""
+    params = packed_seq_params(batch.document_lengths)
+    return model(batch.tokens, batch.position_ids, None, packed_seq_params=params)
+
+
+def row_length(batches: Sequence[RLBatch]) -> int:
+    """The longest row: the sequence length megatron-core's schedule is given (with pipeline
+    parallelism every row has it, the fixed activation shape between stages)."""
+    lengths = {batch.tokens.shape[1] for batch in batches}
+    if parallel_state.get_pipeline_model_parallel_world_size() > 1 and len(lengths) > 1:
+        raise ValueError(f"pipeline parallelism needs rows of one length, got {sorted(lengths)}")
+    return max(lengths)
+
+
 def _logprob_forward_step(temperature: float):
     def forward_step(batch: RLBatch, model: torch.nn.Module):
-        logits = model(batch.tokens, batch.position_ids, batch.attention_mask)
-
         def collect(output: torch.Tensor):
-            logprobs = token_logprobs(output, batch.labels, temperature) * batch.response_mask
+            logprobs = batch.per_response(token_logprobs(output, batch.labels, temperature))
+            logprobs = logprobs * batch.response_mask
             return output.new_zeros(()), batch.response_mask.sum().int(), {"logprobs": logprobs.detach()}
 
-        return logits, collect
+        return packed_logits(model, batch), collect
 
     return forward_step
 
 
 def compute_logprobs(
-    model: list, batches: Sequence[RLBatch], seq_length: int, micro_batch_size: int, temperature: float
+    model: list, batches: Sequence[RLBatch], temperature: float
 ) -> list[torch.Tensor] | None:
-    """The trainer's logprob of every label, per micro-batch: [b, s] float32, 0 outside `response_mask`.
+    """The trainer's logprob of every response token, per micro-batch: [n, L] float32, 0 outside
+    `response_mask`.
 
     Forward only, through megatron-core's pipeline schedule (collective over the model-parallel
-    group). Returns the list on the last pipeline stage and None on the others. Every batch must
-    hold `micro_batch_size` rows of `seq_length` tokens (the pipeline's fixed activation shape).
+    group). Returns the list on the last pipeline stage and None on the others.
     """
-    for number, batch in enumerate(batches):
-        if tuple(batch.tokens.shape) != (micro_batch_size, seq_length):
-            raise ValueError(
-                f"batch {number} has tokens of shape {tuple(batch.tokens.shape)}, expected "
-                f"({micro_batch_size}, {seq_length})"
-            )
-    result = run_step(model, batches, _logprob_forward_step(temperature), seq_length, micro_batch_size, ())
+    result = run_step(model, batches, _logprob_forward_step(temperature), row_length(batches), 1, ())
     if not parallel_state.is_pipeline_last_stage():
         return None
     return [out["logprobs"] for out in result.outputs]

@@ -11,13 +11,22 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+
 import torch
+from megatron.core import parallel_state
 
 from nemo_recipes.algorithms.grpo import group_advantages, overlong_penalty, policy_loss
 from nemo_recipes.config.rl import GRPOConfig, PolicyLossConfig
-from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, collate_rollouts
+from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, micro_batches
 from nemo_recipes.records.rollout import RolloutGroup
-from nemo_recipes.training.logprobs import compute_logprobs, token_entropy, token_logprobs
+from nemo_recipes.training.logprobs import (
+    compute_logprobs,
+    packed_logits,
+    row_length,
+    token_entropy,
+    token_logprobs,
+)
 from nemo_recipes.training.step import StepResult, run_step
 
 LOSS_METRICS = (
@@ -65,17 +74,21 @@ def rollout_samples(groups: Sequence[RolloutGroup], grpo: GRPOConfig) -> list[Ro
 def mini_batches(
     samples: list[RolloutSample], grpo: GRPOConfig, pad_token_id: int, dp_rank: int, dp_size: int
 ) -> list[list[RLBatch]]:
-    """This rank's micro-batches of each mini-batch (the mini-batches split the groups in order)."""
+    """This rank's packed micro-batches of each mini-batch (the mini-batches split the groups in order;
+    rows of at most `grpo.token_budget` tokens, all of that length under pipeline parallelism)."""
     per_mini = len(samples) // grpo.mini_batches_per_step
-    share = per_mini // dp_size
-    mbs = grpo.micro_batch_size
-    out = []
-    for m in range(grpo.mini_batches_per_step):
-        mine = samples[m * per_mini + dp_rank * share : m * per_mini + (dp_rank + 1) * share]
-        out.append(
-            [collate_rollouts(mine[j : j + mbs], grpo.seq_length, pad_token_id) for j in range(0, share, mbs)]
+    fixed = parallel_state.get_pipeline_model_parallel_world_size() > 1
+    return [
+        micro_batches(
+            samples[m * per_mini : (m + 1) * per_mini],
+            grpo.token_budget,
+            pad_token_id,
+            dp_rank,
+            dp_size,
+            fixed,
         )
-    return out
+        for m in range(grpo.mini_batches_per_step)
+    ]
 
 
 def with_logprobs(
@@ -83,9 +96,7 @@ def with_logprobs(
 ) -> list[list[RLBatch]]:
     """Attach `model`'s logprobs as `field` (old_logprobs / ref_logprobs) on the last pipeline stage."""
     flat = [b for mini in batches for b in mini]
-    logprobs = compute_logprobs(
-        model, flat, grpo.seq_length, grpo.micro_batch_size, grpo.generation.temperature
-    )
+    logprobs = compute_logprobs(model, flat, grpo.generation.temperature)
     if logprobs is None:
         return batches
     it = iter(logprobs)
@@ -96,10 +107,8 @@ def policy_forward_step(loss_cfg: PolicyLossConfig, temperature: float):
     """A megatron forward step computing the clipped policy loss of an RLBatch."""
 
     def forward_step(batch: RLBatch, model):
-        logits = model(batch.tokens, batch.position_ids, batch.attention_mask)
-
         def loss_fn(logits: torch.Tensor):
-            logprobs = token_logprobs(logits, batch.labels, temperature)
+            logprobs = batch.per_response(token_logprobs(logits, batch.labels, temperature))
             loss_sum, normalizer, metrics = policy_loss(
                 logprobs,
                 batch.old_logprobs,
@@ -110,12 +119,12 @@ def policy_forward_step(loss_cfg: PolicyLossConfig, temperature: float):
                 ref_logprobs=batch.ref_logprobs,
             )
             mask = batch.response_mask
-            entropy = token_entropy(logits, temperature)
+            entropy = batch.per_response(token_entropy(logits, temperature))
             metrics["entropy"] = torch.stack([(entropy * mask).sum(), mask.sum()]).float()
             zero = torch.zeros(2)
             return loss_sum, normalizer, {n: metrics.get(n, zero) for n in LOSS_METRICS}
 
-        return logits, loss_fn
+        return packed_logits(model, batch), loss_fn
 
     return forward_step
 
@@ -144,6 +153,22 @@ def train_on_groups(
         for m in range(grpo.mini_batches_per_step)
     ]
     batches = mini_batches(samples, grpo, pad_token_id, dp_rank, dp_size)
+    return train_on_batches(model, optimizer, scheduler, batches, grpo, reference, learns)
+
+
+def train_on_batches(
+    model: list,
+    optimizer,
+    scheduler,
+    batches: list[list[RLBatch]],
+    grpo: GRPOConfig,
+    reference: list | None = None,
+    learns: Sequence[bool] | None = None,
+) -> tuple[list[StepResult], float]:
+    """The updates of one step on this rank's micro-batches, one list per mini-batch: old (and
+    reference) logprobs for all of them first, then one update per mini-batch whose `learns` is true
+    (None: every one). Returns each update's result and the logprob seconds."""
+    learns = [True] * len(batches) if learns is None else learns
     start = time.perf_counter()
     batches = with_logprobs(model, batches, grpo, "old_logprobs")
     if reference is not None:
@@ -155,6 +180,6 @@ def train_on_groups(
         if not learn:
             scheduler.step(increment=1)
             continue
-        args = (grpo.seq_length, grpo.micro_batch_size, LOSS_METRICS, optimizer, scheduler)
+        args = (row_length(mini), 1, LOSS_METRICS, optimizer, scheduler)
         results.append(run_step(model, mini, forward_step, *args))
     return results, logprob_seconds

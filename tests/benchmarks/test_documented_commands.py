@@ -40,6 +40,11 @@ SMALLEST = {
     "data_curation": Smallest(("--base-docs", "400", "--repeats", "1"), "DSIR:"),
     # One vLLM engine start (~35 s on 2 cores): the default run checks `--help` only.
     "grpo_step": Smallest(("--steps", "1", "--warmup", "0"), "ratio collect/bare generate:", slow=True),
+    # The packed-vs-padded forms (`--length-mix`): trainer phases only, no engine.
+    "sft_step --length-mix": Smallest(
+        ("--steps", "1", "--warmup", "0", "--conversations", "16"), "packed vs padded:"
+    ),
+    "grpo_step --length-mix": Smallest(("--steps", "1", "--warmup", "0"), "packed vs padded:"),
 }
 
 
@@ -56,6 +61,11 @@ class Command:
     @property
     def name(self) -> str:
         return Path(self.script).stem
+
+    @property
+    def form(self) -> str:
+        """The script, with `--length-mix` when the command asks for that form (its own smallest run)."""
+        return f"{self.name} --length-mix" if "--length-mix" in self.args else self.name
 
 
 def parse(line: str) -> Command | None:
@@ -101,13 +111,14 @@ def cases() -> list:
     """(command, appended arguments, expected output) per documented command; slow forms marked."""
     out, helped = [], set()
     for cmd in documented_commands():
-        small = SMALLEST.get(cmd.name)
+        small = SMALLEST.get(cmd.form)
         if (small is None or small.slow) and cmd.name not in helped:  # `--help` once per script
             helped.add(cmd.name)
             out.append(pytest.param(cmd, ("--help",), "usage:", id=f"{cmd.name}-help"))
         if small is not None:
             marks = [pytest.mark.slow] if small.slow else []
-            out.append(pytest.param(cmd, small.args, small.prints, id=f"{cmd.name}-smallest", marks=marks))
+            name = cmd.form.replace(" --", "-")
+            out.append(pytest.param(cmd, small.args, small.prints, id=f"{name}-smallest", marks=marks))
     return out
 
 
@@ -124,7 +135,9 @@ def test_every_benchmark_is_documented_as_a_file() -> None:
     named like one of our packages would shadow it; `python -m benchmarks.NAME` would hide that.
     """
     documented = {cmd.script for cmd in documented_commands()}
-    scripts = {f"benchmarks/{p.name}" for p in (REPO / "benchmarks").glob("*.py")}
+    scripts = {
+        f"benchmarks/{p.name}" for p in (REPO / "benchmarks").glob("*.py") if "__main__" in p.read_text()
+    }  # the others are modules the scripts share
     missing = sorted(scripts - documented)
     assert not missing, f"no `python benchmarks/NAME.py` command in README.md or docs/*.md for {missing}"
     as_module = [line for line in documented_lines() if re.search(r"-m\s+benchmarks\.", line)]

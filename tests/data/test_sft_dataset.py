@@ -6,14 +6,12 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from nemo_recipes.data.bin_packing import first_fit_rows
 from nemo_recipes.data.sft_dataset import (
     ChatTemplateError,
-    PackedRow,
     TokenizedChat,
     collate,
-    first_fit_rows,
     pack_sequences,
     tokenize_chat,
     unpacked_rows,
@@ -229,65 +227,21 @@ def test_a_row_length_below_two_is_refused() -> None:
         pack_sequences([DOC_A], seq_length=1)
 
 
-def test_collate_shapes_dtypes_and_block_diagonal_causal_mask() -> None:
+def test_collate_joins_the_rows_into_one_packed_row_with_its_documents() -> None:
     rows = pack_sequences([DOC_A, DOC_B, DOC_C], seq_length=8, pad_token_id=PAD)
     batch = collate(rows)
-    assert (
-        batch.tokens.shape
-        == batch.labels.shape
-        == batch.loss_mask.shape
-        == batch.position_ids.shape
-        == (2, 8)
-    )
-    assert batch.attention_mask.shape == (2, 1, 8, 8)
+    shapes = {t.shape for t in (batch.tokens, batch.labels, batch.loss_mask, batch.position_ids)}
+    assert shapes == {(1, 16)}
     assert (batch.tokens.dtype, batch.labels.dtype, batch.position_ids.dtype) == (torch.int64,) * 3
-    assert batch.loss_mask.dtype == torch.float32 and batch.attention_mask.dtype == torch.bool
-    assert batch.document_lengths == [[4, 3], [6]]
-    masked = batch.attention_mask[0, 0]  # True = may NOT attend; row 0 = A at 0..3, B at 4..6, pad at 7
-    assert masked[5, 1]  # B's query cannot see A's key: cross-document
-    assert not masked[5, 4] and not masked[5, 5]  # earlier and same position of its own document
-    assert masked[4, 5]  # a later position of its own document: causal
-    assert masked[7, 6] and masked[6, 7] and not masked[7, 7]  # padding is its own segment
-    allowed = ~masked
-    expected = torch.zeros(8, 8, dtype=torch.bool)
-    for start, end in ((0, 4), (4, 7), (7, 8)):
-        expected[start:end, start:end] = torch.ones(end - start, end - start, dtype=torch.bool).tril()
-    assert torch.equal(allowed, expected)
+    assert batch.loss_mask.dtype == torch.float32
+    # Row 0 = A (4) then B (3) then 1 padding; row 1 = C (6) then 2 padding: each a document.
+    assert batch.document_lengths == [4, 3, 1, 6, 2]
+    assert batch.tokens[0].tolist() == rows[0].tokens + rows[1].tokens
+    assert batch.position_ids[0].tolist() == rows[0].position_ids + rows[1].position_ids
+    assert sum(batch.document_lengths) == batch.tokens.shape[1]
 
 
 def test_collate_refuses_rows_of_different_lengths() -> None:
     rows = [*unpacked_rows([DOC_A], 8), *unpacked_rows([DOC_B], 6)]
     with pytest.raises(ValueError, match="row 1 has 6 tokens"):
         collate(rows)
-
-
-def _attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, masked: torch.Tensor | None
-) -> torch.Tensor:
-    if masked is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=~masked)
-
-
-def test_packing_is_invisible_to_attention(toy_examples: list[TokenizedChat]) -> None:
-    """Attention over a packed row equals attention over each of its documents alone."""
-    rows: list[PackedRow] = pack_sequences(toy_examples[:40], seq_length=128, pad_token_id=PAD)
-    batch = collate(rows)
-    generator = torch.Generator().manual_seed(0)
-    heads, head_dim = 2, 8
-    shape = (len(rows), heads, 128, head_dim)
-    q, k, v = (torch.randn(shape, generator=generator, dtype=torch.float64) for _ in range(3))
-    packed_out = _attention(q, k, v, batch.attention_mask)
-    assert torch.isfinite(packed_out).all()  # no fully masked query row, padding included
-    for number, row in enumerate(rows):
-        start = 0
-        for length in row.document_lengths:
-            window = slice(start, start + length)
-            alone = _attention(
-                q[number : number + 1, :, window],
-                k[number : number + 1, :, window],
-                v[number : number + 1, :, window],
-                None,
-            )
-            torch.testing.assert_close(packed_out[number : number + 1, :, window], alone, atol=1e-6, rtol=0)
-            start += length

@@ -23,7 +23,7 @@ from megatron.core import parallel_state
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.generation import GenerationConfig
 from nemo_recipes.config.model import ModelConfig, ParallelConfig
-from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts
+from nemo_recipes.data.rl_batch import RolloutSample, micro_batches
 from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import build_model
 from nemo_recipes.rollout.placement import hosts_engine, share_from_engine
@@ -80,11 +80,9 @@ def max_logprob_diff(model: list, groups: list, temperature: float) -> float | N
         for p, group in zip(prompts(), groups, strict=True)
         for c in group
     ]
-    batches = [
-        collate_rollouts(samples[i : i + MICRO_BATCH_SIZE], SEQ_LENGTH, PAD_ID)
-        for i in range(0, len(samples), MICRO_BATCH_SIZE)
-    ]
-    trainer = compute_logprobs(model, batches, SEQ_LENGTH, MICRO_BATCH_SIZE, temperature)
+    fixed = parallel_state.get_pipeline_model_parallel_world_size() > 1
+    batches = micro_batches(samples, MICRO_BATCH_SIZE * SEQ_LENGTH, PAD_ID, 0, 1, fixed)
+    trainer = compute_logprobs(model, batches, temperature)
     if trainer is None:
         return None
     diffs = [(t - b.rollout_logprobs) * b.response_mask for t, b in zip(trainer, batches, strict=True)]

@@ -1,11 +1,12 @@
-"""collate_rollouts on a hand-made example: token layout, next-token labels, masks, aligned logprobs."""
+"""Packed RL rows on hand-made examples: token layout, next-token labels per sequence, the positions of
+the response tokens, masks, aligned logprobs; token-budget micro-batches."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts
+from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts, micro_batches
 
 PAD = 0
 
@@ -17,37 +18,57 @@ def samples() -> list[RolloutSample]:
     ]
 
 
-def test_collate_lays_out_rows_labels_and_masks() -> None:
-    batch = collate_rollouts(samples(), seq_length=6, pad_token_id=PAD)
-    assert batch.tokens.tolist() == [[11, 12, 13, 21, 22, 0], [31, 41, 42, 43, 44, 0]]
-    assert batch.labels.tolist() == [[12, 13, 21, 22, 0, 0], [41, 42, 43, 44, 0, 0]]
-    # 1 where the label is a response token: the last prompt position predicts the first response token
-    assert batch.response_mask.tolist() == [[0, 0, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0]]
-    expected = torch.tensor([[0, 0, -0.5, -1.5, 0, 0], [-0.1, -0.2, -0.3, -0.4, 0, 0]])
+def test_collate_packs_sequences_back_to_back() -> None:
+    batch = collate_rollouts(samples(), pad_token_id=PAD)
+    assert batch.tokens.tolist() == [[11, 12, 13, 21, 22, 31, 41, 42, 43, 44]]
+    # Each sequence's next token; its last position predicts nothing (the pad id).
+    assert batch.labels.tolist() == [[12, 13, 21, 22, 0, 41, 42, 43, 44, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 3, 4]]
+    assert batch.document_lengths == [5, 5] and batch.real_tokens == 10
+    # The last prompt position predicts the first response token: rows 2, 3 for a; 5..8 for b.
+    assert batch.response_index.tolist() == [[2, 3, 0, 0], [5, 6, 7, 8]]
+    assert batch.response_mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
+    assert batch.labels[0][batch.response_index].tolist()[1] == [41, 42, 43, 44]
+    expected = torch.tensor([[-0.5, -1.5, 0, 0], [-0.1, -0.2, -0.3, -0.4]])
     assert torch.equal(batch.rollout_logprobs, expected)
-    assert batch.position_ids.tolist() == [list(range(6))] * 2
-    assert batch.advantages.tolist() == [1.0, -0.5]
-    assert batch.tasks == ["a", "b"]
-    assert batch.attention_mask is None  # megatron-core's own causal mask is exact for these rows
-    assert (batch.tokens.dtype, batch.labels.dtype, batch.response_mask.dtype) == (
-        torch.int64,
-        torch.int64,
-        torch.float32,
-    )
+    assert batch.advantages.tolist() == [1.0, -0.5] and batch.tasks == ["a", "b"]
+    values = torch.arange(10.0).reshape(1, 10, 1).requires_grad_()
+    picked = batch.per_response(values)
+    assert picked.shape == (2, 4, 1) and picked[1, :, 0].tolist() == [5, 6, 7, 8]
+    picked.sum().backward()  # differentiable
+    assert values.grad is not None
 
 
-def test_a_row_may_fill_seq_length_exactly() -> None:
-    batch = collate_rollouts(samples()[1:], seq_length=5, pad_token_id=PAD)
-    assert batch.labels.tolist() == [[41, 42, 43, 44, 0]]
-    assert batch.response_mask.tolist() == [[1, 1, 1, 1, 0]]
+def test_a_fixed_row_length_pads_with_a_document_of_its_own() -> None:
+    batch = collate_rollouts(samples(), pad_token_id=PAD, row_length=13)
+    assert batch.tokens.shape == (1, 13) and batch.document_lengths == [5, 5, 3]
+    assert batch.real_tokens == 10 and batch.position_ids.tolist()[0][-3:] == [0, 1, 2]
+    with pytest.raises(ValueError, match="do not fit a row of 9"):
+        collate_rollouts(samples(), pad_token_id=PAD, row_length=9)
+
+
+def test_micro_batches_bin_by_tokens_and_balance_ranks() -> None:
+    many = [
+        RolloutSample([1] * p, [2] * r, [-0.1] * r, advantage=0.0, task=str(i))
+        for i, (p, r) in enumerate([(10, 40), (3, 2), (4, 1), (20, 30), (2, 2), (5, 5)])
+    ]
+    lengths = [s.length for s in many]  # 50, 5, 5, 50, 4, 10
+    rows = micro_batches(many, 64, PAD, dp_rank=0, dp_size=1)
+    assert sorted(t for b in rows for t in b.tasks) == sorted(s.task for s in many)
+    assert all(b.tokens.shape[1] <= 64 for b in rows) and len(rows) == 2  # 124 tokens in two rows
+    shares = [micro_batches(many, 64, PAD, rank, 2) for rank in (0, 1)]
+    tokens = [sum(b.real_tokens for b in share) for share in shares]
+    assert sorted(tokens) == [60, 64] and sum(tokens) == sum(lengths)  # 50+10+4 | 50+5+5
+    fixed = micro_batches(many, 64, PAD, 0, 1, fixed_row_length=True)
+    assert {b.tokens.shape[1] for b in fixed} == {64}
 
 
 def test_too_long_and_malformed_samples_are_errors() -> None:
-    with pytest.raises(ValueError, match="more than seq_length=4"):
-        collate_rollouts(samples(), seq_length=4, pad_token_id=PAD)
+    with pytest.raises(ValueError, match="has 5 tokens, more than the micro-batch budget 4"):
+        micro_batches(samples(), 4, PAD, 0, 1)
     with pytest.raises(ValueError, match="2 response tokens but 1 logprobs"):
         RolloutSample([1], [2, 3], [-0.1], advantage=0.0, task="a")
     with pytest.raises(ValueError, match="non-empty prompt"):
         RolloutSample([], [2], [-0.1], advantage=0.0, task="a")
     with pytest.raises(ValueError, match="at least one sample"):
-        collate_rollouts([], seq_length=4, pad_token_id=PAD)
+        collate_rollouts([], pad_token_id=PAD)
