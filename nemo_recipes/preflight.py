@@ -61,21 +61,29 @@ def _task_files(key: str, files: list[str], table: TaskTable, on_bad_record: str
 
 def _rehearsal_prompts(files: list[str], table: TaskTable) -> Problems:
     """Stage 2 rehearses general-capability tasks only: the general data must have some."""
-    records = read_prompt_records(files, table, "raise", "sft_data.general_data").records
-    if any(table.spec(record.task).capability == "general" for record, _ in records):
-        return []
+    key, problems = "sft_data.general_data", []
+    read = _attempt(problems, key, lambda: read_prompt_records(files, table, "raise", key))
+    if problems or any(table.spec(record.task).capability == "general" for record, _ in read.records):
+        return problems
     return [
-        f"sft_data.general_data {files}: no records of a general-capability task to rehearse (the "
-        "shipped set is general/train.jsonl, its table general_task_table: general)"
+        f"{key} {files}: no records of a general-capability task to rehearse (the shipped set is "
+        "general/train.jsonl, its table general_task_table: general; or set sft_data.rehearsal_ratio: 0)"
     ]
 
 
 def _task_names(key: str, names: list[str], table: TaskTable) -> Problems:
-    unknown = [n for n in names if n not in table.names]
-    return [f"{key}: unknown tasks {unknown} (the task table has {table.names})"] if unknown else []
+    return [f"{key}: {table.unknown_message(n)}" for n in names if n not in table.names]
 
 
 def _table(cfg: RunConfig, problems: Problems) -> TaskTable | None:
+    """The run's merged tables; a table that does not load is named by its key."""
+    keys = [("task_table", cfg.task_table), ("general_task_table", cfg.general_task_table)]
+    for key, source in keys:
+        if (
+            source is not None
+            and _attempt(problems, key, lambda source=source: load_task_table(source)) is None
+        ):
+            return None
     table = _attempt(problems, "task_table", lambda: load_task_table(*cfg.task_tables))
     return table if isinstance(table, TaskTable) else None
 
@@ -152,8 +160,7 @@ def check_sft_data(cfg: RunConfig, in_pipeline: bool = False) -> Problems:
     problems: Problems = []
     if (table := _table(cfg, problems)) is not None:
         problems += _task_files("sft_data.sns_data", data.sns_data, table)
-        problems += _task_files("sft_data.general_data", data.general_data, table)
-        if data.rehearsal_ratio > 0 and not problems:
+        if data.rehearsal_ratio > 0:  # rehearsal off: its data is not read
             problems += _rehearsal_prompts(data.general_data, table)
     if not in_pipeline:
         diagnosis = data.diagnosis or cfg.run_dir / "diagnosis" / "diagnosis.json"
@@ -182,6 +189,11 @@ def check_run(cfg: RunConfig, world_size: int) -> Problems:
         problems.append(
             "sft.train_data: stage 2 trains on the set built from the diagnosis (sft_data.*); remove "
             "sft.train_data from the recipe (more records go into sft_data.sns_data)"
+        )
+    if cfg.sft.record_format != "chat":
+        problems.append(
+            f"sft.record_format: {cfg.sft.record_format}: stage 2 trains on the chat records it builds "
+            "(sft_data.sns_data holds your task records); remove sft.record_format from the recipe"
         )
     return problems + _layout(cfg, world_size, "grpo")
 

@@ -13,7 +13,8 @@ from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError, load_config
 from nemo_recipes.preflight import commands_of, preflight
-from tests.conftest import run_cli
+from nemo_recipes.tasks import load_task_table
+from tests.conftest import REPO, run_cli
 
 
 def bad_task_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -86,3 +87,33 @@ def test_config_checks_the_commands_of_the_sections_a_recipe_sets(tmp_path: Path
     assert commands("sft:\n  train_steps: 3\neval:\n  batch_size: 4\n") == ["sft", "eval"]
     assert commands("pipeline:\n  export_hf: false\ngrpo:\n  train_steps: 3\n") == ["run"]
     assert commands("seed: 3\n") == ["sft"]
+
+
+def test_stage_two_checks_list_every_problem_and_skip_rehearsal_data_when_it_is_off(tmp_path: Path) -> None:
+    base = [f"run_dir={tmp_path}", "sft_data.diagnosis=missing.json", "sft_data.rehearsal_model=nope"]
+    cfg = load_config(RunConfig, None, [*base, "sft_data.general_data=[]"])
+    with pytest.raises(ConfigError) as e:
+        preflight(cfg, 1, "build-sft-data")
+    message = str(e.value)  # the empty rehearsal data and the other problems, together
+    assert "sft_data.general_data" in message and "sft_data.diagnosis" in message and "nope" in message
+    off = load_config(RunConfig, None, [*base, "general_task_table=null", "sft_data.rehearsal_ratio=0"])
+    with pytest.raises(ConfigError) as e:
+        preflight(off, 1, "build-sft-data")
+    assert "general" not in str(e.value)  # rehearsal off: its data (unknown tasks here) is not read
+
+
+def test_a_pipeline_refuses_task_record_sft_and_suggests_task_names(tmp_path: Path) -> None:
+    sets = [f"run_dir={tmp_path}", "sft.record_format=task", "grpo.task_weights={sns_taxonmy: 2}"]
+    cfg = load_config(RunConfig, REPO / "nemo_recipes/recipes/pipeline_tiny.yaml", sets)
+    with pytest.raises(ConfigError) as e:
+        preflight(cfg, 1, "run")
+    assert "sft.record_format: task: stage 2 trains on the chat records it builds" in str(e.value)
+    assert "grpo.task_weights: unknown task 'sns_taxonmy' (did you mean 'sns_taxonomy'?)" in str(e.value)
+
+
+def test_a_path_you_give_wins_over_a_shipped_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "general").mkdir()  # your data folder, named like the shipped general set and table
+    (tmp_path / "general" / "test.jsonl").write_text("")
+    assert resolve_asset("general/test.jsonl", "data") == Path("general/test.jsonl")
+    assert "general_arithmetic" in load_task_table("general").names  # a folder of data is no table

@@ -77,3 +77,13 @@ def rehearsal_count(targeted: int, ratio: float) -> int:
 def best_answer(scores: Sequence[float]) -> int:
     """Index of the best-scoring answer (the first among equals)."""
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
+
+
+def rehearsal_target(texts: Sequence[str], scores: Sequence[float], min_score: float) -> int | str:
+    """The index of the answer a rehearsal prompt keeps as its SFT target (the best, the first among
+    equals), or why it keeps none: "below_min_judge_score", or "blank_best_answer" (an empty answer is
+    no target, whatever it scored)."""
+    best = best_answer(scores)
+    if scores[best] < min_score:
+        return "below_min_judge_score"
+    return best if texts[best].strip() else "blank_best_answer"

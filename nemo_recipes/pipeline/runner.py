@@ -313,7 +313,8 @@ class Pipeline:
             parent_manifest = unit
             if unit == self.cfg.pipeline.stop_after:
                 self.say(f"stopped after {unit} (pipeline.stop_after)")
-                break
+                return 0
+        self.say(f"report: {self.dir('final') / 'report.md'}")
         return 0
 
     def recorded_files(self, unit: str) -> dict | None:

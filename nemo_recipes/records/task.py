@@ -143,6 +143,16 @@ def parse_task_record_line(
         return None, error(f"invalid JSON: {exc.msg} (column {exc.colno})")
     if not isinstance(payload, dict):
         return None, error(f"a record must be a JSON object, got {type(payload).__name__}")
+    if "messages" in payload and "question" not in payload:
+        return None, [
+            RecordError(
+                file=file,
+                line=line,
+                field="messages",
+                message="this is a chat record (messages), not a task record (question/answer): chat "
+                "records are SFT data (sft.record_format: chat); docs/data-format.md",
+            )
+        ]
     try:
         return TaskRecord.model_validate(payload), []
     except ValidationError as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -25,7 +26,7 @@ from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.data.rl_prompts import load_prompts
-from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
+from nemo_recipes.data.sft_selection import rehearsal_count, rehearsal_target, select_targeted
 from nemo_recipes.records.chat import ChatMessage, ChatRecord
 from nemo_recipes.rollout.generate import generate_and_score
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
@@ -75,12 +76,12 @@ def rehearsal(cfg: RunConfig, table: TaskTable, count: int, work_dir: Path) -> t
         )
     finally:
         engine.shutdown()
-    records, best_scores, dropped = [], [], 0
+    records, best_scores, dropped = [], [], Counter()
     for generated in answered:
         scores = [r.score for r in generated.results]
-        best = best_answer(scores)
-        if scores[best] < data.min_judge_score:
-            dropped += 1
+        best = rehearsal_target(generated.texts, scores, data.min_judge_score)
+        if isinstance(best, str):
+            dropped[best] += 1
             continue
         best_scores.append(scores[best])
         record = generated.prompt.record
@@ -94,7 +95,7 @@ def rehearsal(cfg: RunConfig, table: TaskTable, count: int, work_dir: Path) -> t
         "wanted": count,
         "available_prompts": len(prompts),
         "drawn": len(drawn),
-        "dropped_below_min_judge_score": dropped,
+        **{f"dropped_{reason}": dropped[reason] for reason in ("below_min_judge_score", "blank_best_answer")},
         "kept": len(records),
         "best_score_mean": sum(best_scores) / len(best_scores) if best_scores else None,
     }

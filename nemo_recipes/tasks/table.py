@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, field_validator
 
-from nemo_recipes.config.assets import resolve_asset
+from nemo_recipes.config.assets import ASSETS, resolve_asset
 from nemo_recipes.config.loader import ConfigError, StrictModel, load_config
 from nemo_recipes.records.chat import RecordError, RecordReadResult
 from nemo_recipes.records.task import Language, TaskName, TaskRecord, iter_task_record_lines
@@ -71,10 +71,11 @@ class TaskTable:
 
     def spec(self, task: str) -> TaskSpec:
         if task not in self.tasks:
-            raise UnknownTaskError(self._unknown(task))
+            raise UnknownTaskError(self.unknown_message(task))
         return self.tasks[task]
 
-    def _unknown(self, task: str) -> str:
+    def unknown_message(self, task: str) -> str:
+        """An unknown task named, with a did-you-mean and the known tasks."""
         hint = difflib.get_close_matches(task, self.names, n=1)
         suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
         return f"unknown task {task!r}{suggestion}; known tasks: {', '.join(self.names)}"
@@ -82,7 +83,7 @@ class TaskTable:
     def check_record(self, record: TaskRecord) -> list[tuple[str, str]]:
         """(field, problem) pairs for what the table requires of this record; empty when fine."""
         if record.task not in self.tasks:
-            return [("task", self._unknown(record.task))]
+            return [("task", self.unknown_message(record.task))]
         spec = self.tasks[record.task]
         problems = []
         if record.capability is not None and record.capability != spec.capability:
@@ -111,8 +112,6 @@ def load_task_table(*sources: Path | str) -> TaskTable:
     for source in sources:
         resolved = _resolve(source)
         files = sorted(resolved.glob("*.yaml")) if resolved.is_dir() else [resolved]
-        if not files:
-            raise ConfigError(f"{resolved}: no *.yaml task files in this directory")
         for file in files:
             for name, spec in load_config(TaskTableFile, file).tasks.items():
                 if name in tasks:
@@ -126,11 +125,15 @@ def load_task_table(*sources: Path | str) -> TaskTable:
 
 
 def _resolve(path: Path | str) -> Path:
-    candidate = Path(path).expanduser()
-    if candidate.exists():
-        return candidate
-    name = str(path)
-    return resolve_asset(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml", "tasks")
+    """A YAML file or a directory holding task YAMLs, else a shipped table by name (a folder of data
+    named like a shipped table, e.g. `general/`, is not a table)."""
+    candidate, name = Path(path).expanduser(), str(path)
+    shipped = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
+    if candidate.is_dir() and not any(candidate.glob("*.yaml")):
+        if (ASSETS / "tasks" / shipped).is_file():
+            return ASSETS / "tasks" / shipped
+        raise ConfigError(f"{candidate}: no *.yaml task files in this directory")
+    return candidate if candidate.exists() else resolve_asset(shipped, "tasks")
 
 
 TaskReadResult = RecordReadResult[TaskRecord]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nemo_recipes.config.assets import resolve_asset
-from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, select_targeted
+from nemo_recipes.data.sft_selection import best_answer, rehearsal_count, rehearsal_target, select_targeted
 from nemo_recipes.tasks import TaskRecord, load_task_table, read_task_records, score
 from tests.conftest import run_cli
 
@@ -44,6 +44,11 @@ def test_rehearsal_share_and_best_answer() -> None:
     assert rehearsal_count(200, 0.2) == 50
     assert rehearsal_count(10, 0.0) == 0
     assert best_answer([0.2, 0.9, 0.9, 0.1]) == 1
+    # The target kept: the best answer, unless it scores below the bar or is blank (every answer 0:
+    # the first, here empty, which no chat record can hold).
+    assert rehearsal_target(["a", "b", "c"], [0.2, 0.9, 0.9], 0.0) == 1
+    assert rehearsal_target(["", " x"], [0.0, 0.0], 0.0) == "blank_best_answer"
+    assert rehearsal_target(["a", "b"], [0.2, 0.3], 0.5) == "below_min_judge_score"
 
 
 def test_build_targets_and_judged_rehearsal(init_ckpt: Path, tmp_path: Path) -> None:
