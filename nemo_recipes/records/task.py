@@ -143,20 +143,17 @@ def parse_task_record_line(
         return None, error(f"invalid JSON: {exc.msg} (column {exc.colno})")
     if not isinstance(payload, dict):
         return None, error(f"a record must be a JSON object, got {type(payload).__name__}")
-    if "messages" in payload and "question" not in payload:
-        return None, [
-            RecordError(
-                file=file,
-                line=line,
-                field="messages",
-                message="this is a chat record (messages), not a task record (question/answer): chat "
-                "records are SFT data (sft.record_format: chat); docs/data-format.md",
-            )
-        ]
     try:
         return TaskRecord.model_validate(payload), []
     except ValidationError as exc:
-        return None, [record_error_from_pydantic(detail, file, line) for detail in exc.errors()]
+        errors = [record_error_from_pydantic(detail, file, line) for detail in exc.errors()]
+    if "messages" in payload and not {"task", "language", "split"} <= payload.keys():
+        hint = (
+            "this looks like a chat record (SFT data, sft.record_format: chat), not a task record: a task "
+            "record has task, language and split, and question/answer or messages; docs/tasks.md"
+        )
+        errors.insert(0, RecordError(file=file, line=line, field="messages", message=hint))
+    return None, errors
 
 
 def iter_task_record_lines(path: Path | str) -> Iterator[tuple[int, TaskRecord | None, list[RecordError]]]:

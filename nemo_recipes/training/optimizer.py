@@ -18,7 +18,6 @@ from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
 from megatron.core.transformer import TransformerConfig
 from megatron.core.utils import get_model_config
 
-from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ParallelConfig
 from nemo_recipes.config.training import OptimizerConfig
 
@@ -58,24 +57,20 @@ def build_schedule(
     optimizer, opt_cfg: OptimizerConfig, total_steps: int, updates_per_step: int = 1
 ) -> OptimizerParamScheduler:
     """megatron-core's LR/WD scheduler for `total_steps` stage steps of `updates_per_step` updates;
-    `opt_cfg.warmup_steps` counts stage steps. It steps once per update."""
-    warmup_steps = opt_cfg.warmup_for(total_steps)
-    if warmup_steps > total_steps:
-        raise ConfigError(
-            f"optimizer.warmup_steps {warmup_steps} is longer than the stage ({total_steps} steps)"
-        )
-    warmup, updates = warmup_steps * updates_per_step, total_steps * updates_per_step
+    `opt_cfg.warmup_steps` counts stage steps (a stage shorter than its warm-up, e.g. a short run of a
+    long recipe, ends still warming up). It steps once per update."""
+    warmup, updates = opt_cfg.warmup_for(total_steps) * updates_per_step, total_steps * updates_per_step
     return OptimizerParamScheduler(
         optimizer,
         init_lr=0.0 if warmup else opt_cfg.lr,
         max_lr=opt_cfg.lr,
         min_lr=opt_cfg.min_lr if opt_cfg.lr_schedule != "constant" else opt_cfg.lr,
         lr_warmup_steps=warmup,
-        lr_decay_steps=updates + 1,
+        lr_decay_steps=max(updates, warmup) + 1,
         lr_decay_style=opt_cfg.lr_schedule,
         start_wd=opt_cfg.weight_decay,
         end_wd=opt_cfg.weight_decay,
-        wd_incr_steps=updates + 1,
+        wd_incr_steps=max(updates, warmup) + 1,
         wd_incr_style="constant",
     )
 
