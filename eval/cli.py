@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from eval.report import compare, load_report
+from eval.report import compare, format_score, load_report
 from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import load_config
@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"redone eval: {e}; rerun the same command to finish", file=sys.stderr)
         return 3
     for suite, result in report["suites"].items():
-        score = result["score"]
-        print(f"{suite:12s} {'-' if score is None else f'{score:.1f}'}  ({len(result['tasks'])} tasks)")
+        score = format_score(result["score"], result.get("interval"))
+        print(f"{suite:12s} {score}  ({len(result['tasks'])} tasks)")
     if skipped := len(report["skipped_records"]):
         print(f"skipped {skipped} bad records (on_bad_record: skip; listed in report.md)")
     print(f"wrote {out / 'report.md'}")

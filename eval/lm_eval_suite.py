@@ -11,7 +11,10 @@ on an HF model directory. The hub is switched off for the whole process (`HF_HUB
 Scores: `{task: {metric: value}}` where a metric is lm-eval's `name,filter` key (`,none` dropped; stderr
 entries dropped). Fraction metrics (`FRACTION_METRICS`: accuracy, exact match, F1, ...) are scaled by 100
 onto the 0-100 scale of every other suite; any other metric (perplexity, lm-eval's own BLEU) is
-reported as lm-eval returns it. A task's headline score is its first fraction metric (`headline`).
+reported as lm-eval returns it. A task's headline score is its first fraction metric (`headline`), and
+`score_stderr` lm-eval's standard error of it (same scale; None when lm-eval gives none): lm-eval
+keeps no per-item values here, so the bootstrap intervals (eval/intervals.py) draw such a task's score
+from a normal with that standard error.
 """
 
 from __future__ import annotations
@@ -94,27 +97,41 @@ def task_specs(tasks: Sequence[str], include_path: Sequence[Path]) -> tuple[Any,
     return manager, specs
 
 
+def headline_metric(metrics: dict[str, float]) -> str | None:
+    """The key of a task's headline metric: its first fraction metric, None when it has none."""
+    return next((key for key in metrics if key.split(",")[0] in FRACTION_METRICS), None)
+
+
 def headline(metrics: dict[str, float]) -> float | None:
     """A task's score: its first fraction metric (already x100), None when it has none."""
-    for key, value in metrics.items():
-        if key.split(",")[0] in FRACTION_METRICS:
-            return value
-    return None
+    key = headline_metric(metrics)
+    return None if key is None else metrics[key]
 
 
-def convert_results(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """lm-eval's `results` section -> {task: {metric: value}}, fractions x100 (see module doc)."""
+def _convert(results: dict[str, dict[str, Any]], stderr: bool) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for task, row in sorted(results.items()):
         metrics: dict[str, float] = {}
         for key, value in row.items():
-            if "," not in key or "_stderr" in key or not isinstance(value, int | float):
-                continue  # alias, sample_len, stderr entries
+            if "," not in key or ("_stderr" in key) != stderr or not isinstance(value, int | float):
+                continue  # alias, sample_len, stderr entries (or the metrics), "N/A" stderr
             name, _, filt = key.partition(",")
+            name = name.removesuffix("_stderr") if stderr else name
             label = name if filt in ("", "none") else f"{name},{filt}"
             metrics[label] = 100.0 * float(value) if name in FRACTION_METRICS else float(value)
         out[task] = metrics
     return out
+
+
+def convert_results(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """lm-eval's `results` section -> {task: {metric: value}}, fractions x100 (see module doc)."""
+    return _convert(results, stderr=False)
+
+
+def convert_stderr(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """lm-eval's standard errors -> {task: {metric: stderr}}, keyed and scaled like `convert_results`
+    (a metric whose stderr lm-eval did not compute, "N/A", is left out)."""
+    return _convert(results, stderr=True)
 
 
 def run_lm_eval(
@@ -130,9 +147,9 @@ def run_lm_eval(
 ) -> dict[str, Any]:
     """Run lm-eval's `simple_evaluate` with the `hf` backend on `hf_dir`.
 
-    Returns {"tasks": {task: {"score", "metrics", "n"}}, "score": mean of the task scores (None when
-    no task has a fraction metric), "version"}; `cache` (a file path prefix) makes a rerun reuse the
-    model's answers (lm-eval's `use_cache`)."""
+    Returns {"tasks": {task: {"score", "score_stderr", "metrics", "n"}}, "score": mean of the task
+    scores (None when no task has a fraction metric), "version"}; `cache` (a file path prefix) makes a
+    rerun reuse the model's answers (lm-eval's `use_cache`)."""
     _offline()
     import lm_eval
     import torch
@@ -159,10 +176,12 @@ def run_lm_eval(
     if results is None:  # only on non-zero ranks of a multi-process run
         raise RuntimeError("lm-eval returned no results")
     scores = convert_results(results["results"])
+    stderrs = convert_stderr(results["results"])
     n_samples = results.get("n-samples", {})
     per_task = {
         task: {
             "score": headline(metrics),
+            "score_stderr": stderrs.get(task, {}).get(headline_metric(metrics) or ""),
             "metrics": metrics,
             "n": n_samples.get(task, {}).get("effective"),
         }

@@ -1,8 +1,11 @@
 """Eval reports: report.json, a Markdown summary and PNG plots, for one model or several side by side.
 
-`compare` takes reports in order (checkpoints of one run, the stages of a pipeline, other models):
-a table of every suite and task score per report, a grouped bar chart of the task scores
-(`tasks.png`) and the suite scores per report as lines (`seesaw.png`: in-domain vs general).
+Scores show their 95 % bootstrap interval as `score [lo, hi]` when the report has one
+(eval/intervals.py). `compare` takes reports in order (checkpoints of one run, the stages of a
+pipeline, other models): a table of every suite and task score per report, the differences of each
+report from the one before it (and of the last from the first) with paired bootstrap intervals
+(`comparison.json` holds them too), a grouped bar chart of the task scores (`tasks.png`) and the suite
+scores per report as lines with their intervals as bands (`seesaw.png`: in-domain vs general).
 """
 
 from __future__ import annotations
@@ -10,9 +13,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from eval.scoring import SUITES
+from eval.intervals import (
+    CONFIDENCE,
+    Difference,
+    Key,
+    bootstrap_settings,
+    differences_json,
+    paired_differences,
+)
+from eval.scoring import DIRECTIONS, SUITES
 
 SUITE_TITLES = {"sns": "SNS", "translation": "Translation", "general": "General"}
 
@@ -36,13 +48,30 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def markdown(reports: Sequence[dict]) -> str:
-    """Suite scores, then per suite every task's score, one column per report."""
+def format_score(value: float | None, interval: Sequence[float] | None = None) -> str:
+    """`52.0 [44.0, 60.0]`: a score and its interval (`52.0` without one, `-` without a score)."""
+    if value is None or interval is None:
+        return _fmt(value)
+    return f"{value:.1f} [{interval[0]:.1f}, {interval[1]:.1f}]"
+
+
+def _cells(reports: Sequence[dict], suite: str, score, interval) -> list[str]:
+    """One cell per report: `score(result)` with `interval(result)`, from each report's `suite`."""
+    cells = []
+    for r in reports:
+        result = r["suites"].get(suite, {})
+        cells.append(format_score(score(result), interval(result)))
+    return cells
+
+
+def markdown(reports: Sequence[dict], compared: Sequence[Compared] | None = None) -> str:
+    """Suite scores, then per suite every task's score, one column per report (`score [lo, hi]` where
+    the report has intervals); with several reports, their differences (`compared_pairs`)."""
     labels = [r["label"] for r in reports]
     head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
     lines = ["# Evaluation", "", "## Suites (0-100)", "", head.rstrip("\n")]
     for suite in SUITES:
-        row = [_fmt(r["suites"].get(suite, {}).get("score")) for r in reports]
+        row = _cells(reports, suite, lambda s: s.get("score"), lambda s: s.get("interval"))
         lines.append(f"| {SUITE_TITLES[suite]} | " + " | ".join(row) + " |")
     for suite in SUITES:
         tasks = sorted({t for r in reports for t in r["suites"].get(suite, {}).get("tasks", {})})
@@ -50,24 +79,40 @@ def markdown(reports: Sequence[dict]) -> str:
             continue
         lines += ["", f"## {SUITE_TITLES[suite]} tasks", "", head.rstrip("\n")]
         for task in tasks:
-            row = [
-                _fmt(r["suites"].get(suite, {}).get("tasks", {}).get(task, {}).get("score")) for r in reports
-            ]
+            row = _cells(
+                reports,
+                suite,
+                lambda s, t=task: s.get("tasks", {}).get(t, {}).get("score"),
+                lambda s, t=task: s.get("tasks", {}).get(t, {}).get("interval"),
+            )
             lines.append(f"| {task} | " + " | ".join(row) + " |")
         capabilities = sorted(
             {c for r in reports for c in r["suites"].get(suite, {}).get("capabilities", {})}
         )
         for capability in capabilities:
-            row = [_fmt(r["suites"].get(suite, {}).get("capabilities", {}).get(capability)) for r in reports]
+            row = _cells(
+                reports,
+                suite,
+                lambda s, c=capability: s.get("capabilities", {}).get(c),
+                lambda s, c=capability: s.get("capability_intervals", {}).get(c),
+            )
             lines.append(f"| capability: {capability} | " + " | ".join(row) + " |")
         if suite == "translation":
-            for direction in ("zh-en", "en-zh"):
+            for direction in DIRECTIONS:
                 for metric in ("bleu", "chrf++"):
-                    row = [
-                        _fmt(r["suites"].get(suite, {}).get("directions", {}).get(direction, {}).get(metric))
-                        for r in reports
-                    ]
+                    row = _cells(
+                        reports,
+                        suite,
+                        lambda s, d=direction, m=metric: s.get("directions", {}).get(d, {}).get(m),
+                        lambda s, d=direction, m=metric: (
+                            s.get("directions", {}).get(d, {}).get("intervals", {}).get(m)
+                        ),
+                    )
                     lines.append(f"| {direction} {metric} (corpus) | " + " | ".join(row) + " |")
+    if any(r.get("bootstrap") for r in reports):
+        lines += ["", INTERVAL_NOTE]
+    if len(reports) > 1:
+        lines += difference_markdown(compared_pairs(reports) if compared is None else compared)
     lines += ["", "Models:", ""] + [f"- {r['label']}: `{r['model']}` ({_items(r)})" for r in reports]
     for r in reports:
         skipped = r.get("skipped_records", [])
@@ -75,6 +120,87 @@ def markdown(reports: Sequence[dict]) -> str:
             lines += ["", f"Records skipped for {r['label']} (on_bad_record: skip):", ""]
             lines += [f"- {error}" for error in skipped]
     return "\n".join(lines) + "\n"
+
+
+INTERVAL_NOTE = (
+    f"`score [lo, hi]`: the {CONFIDENCE:.0%} bootstrap interval (each task's items resampled with "
+    "replacement, every score recomputed; a zero-width interval: one item, or items that all scored "
+    "the same). Details: docs/eval.md."
+)
+
+
+@dataclass(frozen=True)
+class Compared:
+    """Two reports' differences, B - A, with paired bootstrap intervals (A's seed and samples)."""
+
+    a: str
+    b: str
+    seed: int
+    samples: int
+    diffs: dict[Key, Difference]
+
+    def to_json(self) -> dict:
+        bootstrap = {"seed": self.seed, "samples": self.samples, "confidence": CONFIDENCE, "paired": True}
+        return {"a": self.a, "b": self.b, "bootstrap": bootstrap, "suites": differences_json(self.diffs)}
+
+
+def compared_pairs(reports: Sequence[dict]) -> list[Compared]:
+    """Each report against the one before it, and the last against the first when there are more
+    than two."""
+    pairs = [(i - 1, i) for i in range(1, len(reports))]
+    pairs += [(0, len(reports) - 1)] if len(reports) > 2 else []
+    out = []
+    for i, j in pairs:
+        a, b = reports[i], reports[j]
+        seed, samples = bootstrap_settings(a)
+        out.append(Compared(a["label"], b["label"], seed, samples, paired_differences(a, b, seed, samples)))
+    return out
+
+
+def _diff_cell(diff: Difference) -> str:
+    if diff.interval is None:
+        return f"{diff.difference:+.1f}"
+    lo, hi = diff.interval
+    return f"{diff.difference:+.1f} [{lo:+.1f}, {hi:+.1f}]" + (" *" if diff.excludes_zero else "")
+
+
+def _diff_rows(diffs: dict[Key, Difference]) -> list[str]:
+    """Table rows in the order of the score tables: suites, then per suite tasks, capabilities,
+    lm-eval tasks and translation directions."""
+    rows = []
+
+    def row(name: str, diff: Difference) -> None:
+        rows.append(f"| {name} | {_fmt(diff.a)} | {_fmt(diff.b)} | {_diff_cell(diff)} |")
+
+    for suite in SUITES:
+        if (suite, "suite") in diffs:
+            row(SUITE_TITLES[suite], diffs[(suite, "suite")])
+    for suite in SUITES:
+        for kind, name in (("task", "{}"), ("capability", "capability: {}"), ("lm_eval", "lm-eval: {}")):
+            for key in sorted(k for k in diffs if k[:2] == (suite, kind)):
+                row(name.format(key[2]), diffs[key])
+        for direction in DIRECTIONS:
+            for metric in ("bleu", "chrf++"):
+                if (key := (suite, "direction", direction, metric)) in diffs:
+                    row(f"{direction} {metric} (corpus)", diffs[key])
+    return rows
+
+
+def difference_markdown(compared: Sequence[Compared]) -> list[str]:
+    """Per compared pair, a table of A, B and B - A [lo, hi] for every shared score."""
+    lines = [
+        "",
+        f"## Differences ({CONFIDENCE:.0%} paired bootstrap intervals)",
+        "",
+        "B - A, with the interval of the difference where both reports hold per-item values (the same "
+        "resampled items for both runs). `*`: the interval excludes 0, a difference that resampling "
+        "these items does not explain (docs/eval.md).",
+    ]
+    for pair in compared:
+        lines += ["", f"### {pair.b} - {pair.a}", ""]
+        lines += [f"| | {pair.a} | {pair.b} | difference |", "|---|---|---|---|"]
+        lines += _diff_rows(pair.diffs)
+    return lines
 
 
 def _items(report: dict) -> str:
@@ -121,16 +247,22 @@ def plot_seesaw(reports: Sequence[dict], path: Path) -> None:
     """Suite scores per report, in order: in-domain (SNS, translation) against general."""
     plt = _pyplot()
     labels = [r["label"] for r in reports]
+    x = list(range(len(labels)))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4.0))
+    nan = float("nan")
     for suite in SUITES:
         values = [r["suites"].get(suite, {}).get("score") for r in reports]
         if any(v is not None for v in values):
-            ax.plot(
-                labels,
-                [float("nan") if v is None else v for v in values],
-                marker="o",
-                label=SUITE_TITLES[suite],
+            (line,) = ax.plot(
+                x, [nan if v is None else v for v in values], marker="o", label=SUITE_TITLES[suite]
             )
+            intervals = [r["suites"].get(suite, {}).get("interval") for r in reports]
+            if any(i is not None for i in intervals):  # the 95 % intervals as a band
+                lo = [nan if i is None else i[0] for i in intervals]
+                hi = [nan if i is None else i[1] for i in intervals]
+                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels)
     _save(plt, fig, ax, "suite score (0-100)", "In-domain vs general (the seesaw)", path)
 
 
@@ -143,12 +275,16 @@ def write_report(out: Path, report: dict) -> None:
 
 
 def compare(reports: Sequence[dict], out: Path) -> Path:
-    """Side-by-side comparison.md, tasks.png and seesaw.png of several reports; returns the Markdown."""
+    """Side-by-side comparison.md, comparison.json (the paired differences), tasks.png and seesaw.png
+    of several reports; returns the Markdown."""
     if not reports:
         raise ValueError("compare needs at least one report")
     out.mkdir(parents=True, exist_ok=True)
     md = out / "comparison.md"
-    _atomic_write(md, markdown(reports))
+    compared = compared_pairs(reports)
+    _atomic_write(md, markdown(reports, compared))
+    doc = {"labels": [r["label"] for r in reports], "differences": [c.to_json() for c in compared]}
+    _atomic_write(out / "comparison.json", json.dumps(doc, indent=2) + "\n")
     plot_tasks(reports, out / "tasks.png")
     plot_seesaw(reports, out / "seesaw.png")
     return md

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from eval.intervals import add_intervals
 from eval.model_source import context_budget, hf_model_dir, stated_model_sources
 from eval.predict import item_key, predict
 from eval.report import write_report
@@ -136,6 +137,8 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
             cache=out / "lm_eval_cache",
         )
         suites["general"] = add_lm_eval(suites.get("general"), harness)
+    # after lm-eval joined the general suite: its suite interval averages the same tasks as its score
+    bootstrap = add_intervals(suites, cfg.seed, ev.bootstrap_samples) if ev.bootstrap_samples else None
     report = {
         "label": label or Path(model).name,
         "model": str(Path(model).resolve()),
@@ -143,6 +146,7 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
         "items": len(items),
         "skipped_records": checked.records.skipped,
         "suites": suites,
+        "bootstrap": bootstrap,
         "config": cfg.model_dump(mode="json"),
         "seconds": time.perf_counter() - start,
     }

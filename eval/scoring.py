@@ -10,6 +10,11 @@ Suites are decided by a task's `capability` in the task table: `translation` -> 
   task's `bleu` and `chrf` metrics (tokenizer: `zh` for Chinese targets); the suite score is the
   mean of the four numbers zh->en BLEU, zh->en chrF++, en->zh BLEU, en->zh chrF++ (the paper's
   SNS-TransBench average; None when a direction has no items).
+
+Every task also keeps its items' headline values (`item_scores`, record id -> 0-100) and every
+translation direction its sentences' corpus BLEU / chrF++ sufficient statistics (`segment_stats`,
+`task/id` -> {bleu, chrf++}, with the metrics' parameters): what the bootstrap intervals of
+eval/intervals.py resample, in one run's report and paired across two (`redone eval compare`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from dataclasses import dataclass
 
 from nemo_recipes.tasks import TaskRecord, TaskTable
 from nemo_recipes.tasks.registry import evaluate
-from nemo_recipes.tasks.rewards.bleu import corpus_bleu
-from nemo_recipes.tasks.rewards.chrf import corpus_chrf
+from nemo_recipes.tasks.rewards.bleu import corpus_bleu, corpus_bleu_stats
+from nemo_recipes.tasks.rewards.chrf import corpus_chrf, corpus_chrf_stats
 from nemo_recipes.tasks.text import extract_answer
 
 SUITES = ("sns", "translation", "general")
@@ -46,19 +51,24 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def task_scores(table: TaskTable, items: Sequence[Item]) -> dict[str, dict]:
-    """Per task: `score` (headline metric, 0-100), `metrics` (every metric's mean), `n`, `capability`."""
+    """Per task: `score` (headline metric, 0-100), `metrics` (every metric's mean), `n`, `capability`,
+    `item_scores` (record id -> the item's headline value, 0-100; their mean is `score`)."""
     by_task: dict[str, list[dict[str, float]]] = defaultdict(list)
+    ids: dict[str, list[str]] = defaultdict(list)
     for item in items:
         results = evaluate(table, item.record.task, item.response, item.record)
         by_task[item.record.task].append({name: r.score for name, r in results.items()})
+        ids[item.record.task].append(item.record.id)
     out = {}
     for task, rows in sorted(by_task.items()):
         metrics = {name: 100.0 * _mean([row[name] for row in rows]) for name in rows[0]}
+        headline = next(iter(metrics))
         out[task] = {
-            "score": next(iter(metrics.values())),
+            "score": metrics[headline],
             "metrics": metrics,
             "n": len(rows),
             "capability": table.spec(task).capability,
+            "item_scores": {i: 100.0 * row[headline] for i, row in zip(ids[task], rows, strict=True)},
         }
     return out
 
@@ -106,10 +116,19 @@ def translation_suite(table: TaskTable, items: Sequence[Item]) -> dict:
         tasks = {i.record.task for i in members}
         bleu, chrf = _corpus_metric(table, tasks, "bleu"), _corpus_metric(table, tasks, "chrf")
         refs = [i.record.answer_text for i in members]
+        bleu_hyps, chrf_hyps = _hypotheses(members, bleu), _hypotheses(members, chrf)
+        keys = [f"{i.record.task}/{i.record.id}" for i in members]
+        bleu_stats = corpus_bleu_stats(bleu_hyps, refs, bleu)
+        chrf_stats = corpus_chrf_stats(chrf_hyps, refs, chrf)
         directions[direction] = {
-            "bleu": 100.0 * corpus_bleu(_hypotheses(members, bleu), refs, bleu),
-            "chrf++": 100.0 * corpus_chrf(_hypotheses(members, chrf), refs, chrf),
+            "bleu": 100.0 * corpus_bleu(bleu_hyps, refs, bleu),
+            "chrf++": 100.0 * corpus_chrf(chrf_hyps, refs, chrf),
             "n": len(members),
+            "bleu_params": bleu.model_dump(mode="json"),
+            "chrf_params": chrf.model_dump(mode="json"),
+            "segment_stats": {
+                key: {"bleu": b, "chrf++": c} for key, b, c in zip(keys, bleu_stats, chrf_stats, strict=True)
+            },
         }
     missing = [d for d in DIRECTIONS if d not in directions]
     four = [directions[d][m] for d in DIRECTIONS if d in directions for m in ("bleu", "chrf++")]

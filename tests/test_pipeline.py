@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eval.intervals import add_intervals
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import ConfigError, config_hash, load_config
 from nemo_recipes.config.pipeline import UNITS
@@ -229,4 +230,35 @@ def test_the_final_report_and_the_demo_table_read_the_units_outputs(tmp_path: Pa
         "sns                    9.0         4.5        11.5         7.6",
         "translation            3.8         4.0         0.5         0.9",
         "general                  -         0.0         0.0         0.0",
+    ]
+
+
+def test_the_final_report_shows_the_intervals_of_the_eval_reports(tmp_path: Path) -> None:
+    """Eval reports with per-item values and intervals (as `redone eval` writes them): the unit table's
+    suite scores carry their intervals, and the comparison the stages' paired differences."""
+    root, base = tmp_path / "run", tmp_path / "base"
+    for unit in UNITS[:-1]:
+        write_unit(root, base, unit)
+    for unit in ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo"):
+        path = root / unit / "eval" / "report.json"
+        report = json.loads(path.read_text())
+        for result in report["suites"].values():
+            for task in result["tasks"].values():  # 4 items around the task's score
+                task["item_scores"] = {f"i{n}": task["score"] + d for n, d in enumerate((-3, -1, 1, 3))}
+        report["bootstrap"] = add_intervals(report["suites"], 1234, 200)
+        path.write_text(json.dumps(report))
+    text = write_final_report(root, root / "final").read_text()
+    sns = json.loads((root / "base_eval/eval/report.json").read_text())["suites"]["sns"]["interval"]
+    assert sns is not None and sns[0] < 9.0 < sns[1]
+    # translation: corpus scores without sentence statistics here, so no interval
+    assert f"| `{base}` | sns 9.0 [{sns[0]:.1f}, {sns[1]:.1f}], translation 3.8 |" in text
+    assert f"| SNS | 9.0 [{sns[0]:.1f}, {sns[1]:.1f}] | 4.5 [" in text
+    assert "### stage1 RL - base" in text and "### stage3 RL - base" in text
+    assert "| SNS | 9.0 | 4.5 | -4.5 [-" in text and "] * |" in text
+    pairs = json.loads((root / "final/comparison.json").read_text())["differences"]
+    assert [(p["a"], p["b"]) for p in pairs] == [
+        ("base", "stage1 RL"),
+        ("stage1 RL", "stage2 SFT"),
+        ("stage2 SFT", "stage3 RL"),
+        ("base", "stage3 RL"),
     ]

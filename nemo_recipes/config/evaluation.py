@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from nemo_recipes.config.generation import EvalGenerationConfig
 from nemo_recipes.config.loader import StrictModel
@@ -30,6 +30,9 @@ class EvalConfig(StrictModel):
     """Prompt and response budgets and sampling (default: one greedy response per item)."""
     batch_size: PositiveInt = 64
     """Prompts per generate call (and per flush of predictions.jsonl)."""
+    bootstrap_samples: NonNegativeInt = 1000
+    """Resamples behind the 95 % interval of every score (percentile bootstrap: each task's items drawn
+    with replacement, every score recomputed; seeded by the run's `seed`; docs/eval.md); 0: none."""
     lm_eval_tasks: list[str] = Field(default_factory=list)
     """lm-evaluation-harness tasks added to the general suite (eval/lm_eval_suite.py); empty: none."""
     lm_eval_include_path: list[str] = Field(default_factory=list)

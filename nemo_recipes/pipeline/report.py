@@ -1,9 +1,11 @@
 """The pipeline's final report: every task across the stages, the seesaw plot, what each unit did.
 
-Writes into `run_dir/final/`: `comparison.md`, `tasks.png` and `seesaw.png` (eval.report.compare over
-the base model and the three stages), `summary.json` (the scores by stage, for tools and tests) and
-`report.md` (the stage table, the diagnosis, stage 3's weights, the comparison), from the eval reports
-and the units' typed outputs (outputs.py). Torch-free.
+Writes into `run_dir/final/`: `comparison.md`, `comparison.json`, `tasks.png` and `seesaw.png`
+(eval.report.compare over the base model and the three stages: scores with their 95 % intervals, each
+stage's difference from the one before and the last from the base with paired bootstrap intervals),
+`summary.json` (the scores by stage, for tools and tests) and `report.md` (the stage table with each
+suite score's interval, the diagnosis, stage 3's weights, the comparison), from the eval reports and
+the units' typed outputs (outputs.py). Torch-free.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eval.report import compare, load_report
+from eval.report import compare, format_score, load_report
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.data.hard_tasks import TaskWeight
 from nemo_recipes.pipeline.manifest import read_manifest
@@ -46,17 +48,31 @@ def scores_by_stage(scores: dict[str, dict[str, SuiteScores]]) -> dict:
     return {"suites": suites, "tasks": dict(sorted(tasks.items()))}
 
 
-def format_scores(scores: dict[str, float | None]) -> str:
-    """`sns 9.0, translation 3.8, general 0.0` (suites without a score left out)."""
-    return ", ".join(f"{suite} {value:.1f}" for suite, value in scores.items() if value is not None)
+def format_scores(
+    scores: dict[str, float | None], intervals: dict[str, list[float] | None] | None = None
+) -> str:
+    """`sns 9.0, translation 3.8, general 0.0` (suites without a score left out), each with its 95 %
+    interval when `intervals` (suite -> [lo, hi], an eval report's) gives one: `sns 9.0 [7.5, 10.4]`."""
+    intervals = intervals or {}
+    return ", ".join(
+        f"{suite} {format_score(value, intervals.get(suite))}"
+        for suite, value in scores.items()
+        if value is not None
+    )
 
 
-def unit_scores(outputs: UnitOutputs) -> str:
+def unit_scores(outputs: UnitOutputs, intervals: dict[str, list[float] | None] | None = None) -> str:
     """An evaluated unit's suite scores (`format_scores`); '' for the other units."""
-    return format_scores(outputs.scores) if isinstance(outputs, EvalUnitOutputs) else ""
+    return format_scores(outputs.scores, intervals) if isinstance(outputs, EvalUnitOutputs) else ""
 
 
-def _stage_table(root: Path) -> list[str]:
+def suite_intervals(report: dict) -> dict[str, list[float] | None]:
+    """Suite -> the 95 % interval of its score in an eval report (None where it has none)."""
+    return {suite: result.get("interval") for suite, result in report["suites"].items()}
+
+
+def _stage_table(root: Path, intervals: dict[str, dict[str, list[float] | None]]) -> list[str]:
+    """One row per finished unit; `intervals`: the evaluated units' suite intervals."""
     lines = ["| unit | seconds | attempts | checkpoint | scores |", "|---|---|---|---|---|"]
     for unit in UNITS[:-1]:
         manifest = read_manifest(root / unit)
@@ -68,7 +84,7 @@ def _stage_table(root: Path) -> list[str]:
             f"{manifest['seconds']:.0f}",
             str(manifest["attempts"]),
             f"`{outputs.checkpoint}`",
-            unit_scores(outputs),
+            unit_scores(outputs, intervals.get(unit)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -76,11 +92,12 @@ def _stage_table(root: Path) -> list[str]:
 
 def write_final_report(root: Path, out: Path) -> Path:
     """Write the final report of the pipeline run under `root`; returns report.md."""
-    reports = {}
+    reports, intervals = {}, {}
     for unit, label in STAGE_LABELS.items():
         report = load_report(root / unit / "eval")
         report["label"] = label
         reports[label] = report
+        intervals[unit] = suite_intervals(report)
     comparison = compare(list(reports.values()), out)
     summary = scores_by_stage({label: suite_scores(report) for label, report in reports.items()})
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -97,7 +114,7 @@ def write_final_report(root: Path, out: Path) -> Path:
         "",
         "## Units",
         "",
-        *_stage_table(root),
+        *_stage_table(root, intervals),
         "",
         "## Diagnosis (after stage 1)",
         "",

@@ -56,6 +56,7 @@ def test_lm_eval_local_tasks_score_in_range(hf_dir: Path, tmp_path: Path) -> Non
         row = result["tasks"][task]
         assert row["n"] == ITEMS
         assert 0.0 <= row["score"] <= 100.0
+        assert row["score_stderr"] >= 0.0  # lm-eval's stderr of the headline (x100): the interval's basis
     assert set(result["tasks"]["redone_arith_mc"]["metrics"]) == {"acc"}
     assert set(result["tasks"]["redone_arith_gen"]["metrics"]) == {"exact_match,first-number"}
     assert result["tasks"]["redone_arith_mc"]["score"] == pytest.approx(mc_accuracy(hf_dir))
@@ -94,5 +95,9 @@ def test_run_eval_reports_lm_eval_in_the_general_suite(hf_dir: Path, tmp_path: P
     assert general["lm_eval"]["tasks"]["redone_arith_mc"]["n"] == 8
     assert 0.0 <= general["score"] <= 100.0
     assert general["score"] == general["lm_eval"]["score"] == general["capabilities"]["lm_eval"]
+    mc = general["lm_eval"]["tasks"]["redone_arith_mc"]
+    assert mc["interval"][0] <= mc["score"] <= mc["interval"][1]
+    assert general["interval"] == general["capability_intervals"]["lm_eval"] == mc["interval"]
+    assert report["bootstrap"]["seed"] == cfg.seed and report["bootstrap"]["samples"] == 1000
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["suites"]["general"]["lm_eval"]["tasks"]["redone_arith_mc"]["score"] == general["score"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nemo_recipes.tasks.rewards.bleu import BleuParams, corpus_bleu
-from nemo_recipes.tasks.rewards.chrf import ChrfParams, corpus_chrf
+from nemo_recipes.tasks.rewards.bleu import BleuParams, bleu_from_stats, corpus_bleu, corpus_bleu_stats
+from nemo_recipes.tasks.rewards.chrf import ChrfParams, chrf_from_stats, corpus_chrf, corpus_chrf_stats
 from tests.tasks.helpers import reward
 
 ZH_BLEU = {"kind": "bleu", "tokenize": "zh"}
@@ -58,3 +58,24 @@ def test_corpus_level() -> None:
     chrf = corpus_chrf(hypotheses, references, ChrfParams())
     assert 0.5 < bleu < 1.0
     assert 0.5 < chrf < 1.0
+
+
+def test_corpus_scores_from_summed_sentence_statistics() -> None:
+    """A resample (sentences repeated or left out) scored from summed statistics equals the corpus
+    metric run on those sentences: what the eval bootstrap relies on."""
+    hypotheses = ["我最喜欢的是企鹅。", "今天吃了香蕉", "明天去买斧头", ""]
+    references = [
+        "我最喜欢的是企鹅。",
+        "今天吃了香蕉，太好吃了！",
+        "明天和朋友一起去买斧头。",
+        "这本书很好看。",
+    ]
+    bleu_params, chrf_params = BleuParams(tokenize="zh"), ChrfParams()
+    bleu_stats = corpus_bleu_stats(hypotheses, references, bleu_params)
+    chrf_stats = corpus_chrf_stats(hypotheses, references, chrf_params)
+    for pick in ([0, 1, 2, 3], [1, 1, 2], [3], [0, 0, 0, 2, 3]):
+        hyps, refs = [hypotheses[i] for i in pick], [references[i] for i in pick]
+        bleu_sum = [sum(col) for col in zip(*(bleu_stats[i] for i in pick), strict=True)]
+        chrf_sum = [sum(col) for col in zip(*(chrf_stats[i] for i in pick), strict=True)]
+        assert bleu_from_stats(bleu_sum, bleu_params) == pytest.approx(corpus_bleu(hyps, refs, bleu_params))
+        assert chrf_from_stats(chrf_sum, chrf_params) == pytest.approx(corpus_chrf(hyps, refs, chrf_params))

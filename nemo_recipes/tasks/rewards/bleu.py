@@ -3,12 +3,15 @@
 ``tokenize: zh`` for Chinese targets (sacrebleu's Chinese tokenizer splits Han characters), ``13a``
 for English and other space-separated targets. Sentence BLEU uses exponential smoothing and the
 effective n-gram order, so short outputs get partial credit; the eval stage may aggregate at corpus
-level with :func:`corpus_bleu` (same tokenizer).
+level with :func:`corpus_bleu` (same tokenizer); :func:`corpus_bleu_stats` and :func:`bleu_from_stats`
+split that into per-sentence sufficient statistics and the score of their sum (a bootstrap resample's
+corpus BLEU without re-tokenizing, as sacrebleu's paired bootstrap does).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Literal
 
 from sacrebleu.metrics import BLEU
@@ -46,3 +49,19 @@ def corpus_bleu(hypotheses: list[str], references: list[str], params: BleuParams
     """Corpus BLEU / 100 over aligned lists (what translation benchmarks report)."""
     result = _metric(params.tokenize, params.lowercase, False).corpus_score(hypotheses, [references])
     return result.score / 100.0
+
+
+def corpus_bleu_stats(hypotheses: list[str], references: list[str], params: BleuParams) -> list[list[int]]:
+    """Per sentence, corpus BLEU's sufficient statistics (sacrebleu's: hypothesis and reference
+    lengths, then matching and total n-gram counts per order); summed over any subset of sentences
+    they give that subset's corpus BLEU through :func:`bleu_from_stats`."""
+    metric = _metric(params.tokenize, params.lowercase, False)
+    stats = metric._extract_corpus_statistics(hypotheses, [references])
+    return [[int(x) for x in row] for row in stats]
+
+
+def bleu_from_stats(stats: Sequence[int], params: BleuParams) -> float:
+    """Corpus BLEU / 100 from summed :func:`corpus_bleu_stats` rows (equal to :func:`corpus_bleu`
+    on the sentences summed)."""
+    metric = _metric(params.tokenize, params.lowercase, False)
+    return metric._compute_score_from_stats([int(x) for x in stats]).score / 100.0

@@ -2,12 +2,14 @@
 
 ``word_order: 2`` is chrF++, ``0`` is plain chrF. Character n-grams ignore whitespace, so the metric
 needs no tokenizer for Chinese (its word n-grams then see whole unsegmented runs, which only the
-word part of the score feels).
+word part of the score feels). :func:`corpus_chrf_stats` / :func:`chrf_from_stats`: corpus chrF from
+summed per-sentence statistics (for bootstrap resamples).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import Field
@@ -48,3 +50,18 @@ def corpus_chrf(hypotheses: list[str], references: list[str], params: ChrfParams
         hypotheses, [references]
     )
     return result.score / 100.0
+
+
+def corpus_chrf_stats(hypotheses: list[str], references: list[str], params: ChrfParams) -> list[list[int]]:
+    """Per sentence, corpus chrF's sufficient statistics (sacrebleu's hypothesis, reference and
+    matching n-gram counts per character and word order); see :func:`chrf_from_stats`."""
+    metric = _metric(params.char_order, params.word_order, params.lowercase)
+    stats = metric._extract_corpus_statistics(hypotheses, [references])
+    return [[int(x) for x in row] for row in stats]
+
+
+def chrf_from_stats(stats: Sequence[int], params: ChrfParams) -> float:
+    """Corpus chrF(++) / 100 from summed :func:`corpus_chrf_stats` rows (equal to :func:`corpus_chrf`
+    on the sentences summed)."""
+    metric = _metric(params.char_order, params.word_order, params.lowercase)
+    return metric._compute_score_from_stats([int(x) for x in stats]).score / 100.0
