@@ -38,5 +38,5 @@ def test_a_task_record_read_as_chat_says_which_setting_reads_it(tmp_path: Path) 
     skipped = read_sft_records(data, "task", "skip", load_task_table("toy_rl"))
     assert skipped.records == [] and skipped.skipped_line_count == 1  # its task is not in that table
     chat = resolve_asset("toy_chat/valid.jsonl", "data")  # the opposite mistake says so too
-    with pytest.raises(RecordValidationError, match=r"valid.jsonl:1: messages: this looks like a chat record"):
+    with pytest.raises(RecordValidationError, match=r"valid.jsonl:1: messages: this looks like a chat"):
         read_sft_records(chat, "task", "raise", load_task_table("sns_demo"))
