@@ -57,7 +57,7 @@ def vllm_logprobs(export_dir: Path, ids: list[int]) -> tuple[list[float], list[i
     scored = llm.generate([TokensPrompt(prompt_token_ids=ids)], score)
     per_position = scored[0].prompt_logprobs[1:]
     logprobs = [entry[tok].logprob for entry, tok in zip(per_position, ids[1:], strict=True)]
-    greedy_params = SamplingParams(max_tokens=8, temperature=0)
+    greedy_params = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)  # 8 tokens, even after EOS
     greedy = llm.generate([TokensPrompt(prompt_token_ids=ids[:12])], greedy_params)
     del llm
     destroy_model_parallel()
