@@ -9,21 +9,16 @@ from __future__ import annotations
 import random
 
 
+def _draw(rng: random.Random, bands: tuple[tuple[float, int, int], ...]) -> int:
+    """A length from the first band whose cumulative share exceeds a uniform draw: (share, lo, hi)."""
+    roll = rng.random()
+    _, lo, hi = next(band for band in bands if roll < band[0])
+    return rng.randint(lo, max(lo, hi))
+
+
 def sns_lengths(rng: random.Random, max_prompt: int, max_response: int) -> tuple[int, int]:
     """(prompt, response) tokens of one SNS-like rollout: prompts mostly tens of tokens with a tail to
     the maximum; answers mostly a label of a few tokens, some sentences, a few long generations."""
-    roll = rng.random()
-    if roll < 0.7:
-        prompt = rng.randint(20, 80)
-    elif roll < 0.93:
-        prompt = rng.randint(80, max(81, max_prompt // 4))
-    else:
-        prompt = rng.randint(max_prompt // 4, max_prompt)
-    roll = rng.random()
-    if roll < 0.6:
-        response = rng.randint(1, 6)
-    elif roll < 0.9:
-        response = rng.randint(6, max(7, max_response // 8))
-    else:
-        response = rng.randint(max_response // 2, max_response)
+    prompt = _draw(rng, ((0.7, 20, 80), (0.93, 80, max_prompt // 4), (1.0, max_prompt // 4, max_prompt)))
+    response = _draw(rng, ((0.6, 1, 6), (0.9, 6, max_response // 8), (1.0, max_response // 2, max_response)))
     return min(prompt, max_prompt), min(response, max_response)

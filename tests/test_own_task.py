@@ -153,13 +153,19 @@ def test_yaml_the_doc_shows_is_the_shipped_files() -> None:
     assert sorted(checked) == ["data_chat.yaml", "data_train.yaml", "recipe.yaml", "tasks.yaml"]
 
 
-def test_walkthrough_without_training(tmp_path: Path) -> None:
-    """Data, the table, the preflight (its error too), the base model, prompt lengths, the base's eval."""
+def walked(tmp_path: Path, training: bool) -> Path:
+    """A copy of the example after the doc's commands (with or without training), its records checked."""
     folder = copied_example(tmp_path)
     start = time.monotonic()
-    run_doc(folder, training=False)
-    print(f"walk-through without training: {time.monotonic() - start:.0f} s")
+    run_doc(folder, training=training)
+    print(f"walk-through ({'whole' if training else 'without training'}): {time.monotonic() - start:.0f} s")
     check_records(folder)
+    return folder
+
+
+def test_walkthrough_without_training(tmp_path: Path) -> None:
+    """Data, the table, the preflight (its error too), the base model, prompt lengths, the base's eval."""
+    folder = walked(tmp_path, training=False)
     assert (folder / "base/metadata.json").is_file()
     report = json.loads((folder / "runs/base_eval/report.json").read_text())
     assert set(report["suites"]["sns"]["tasks"]) == {TASK}
@@ -172,11 +178,7 @@ def test_walkthrough_without_training(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_walkthrough_whole(tmp_path: Path) -> None:
     """Every command of the doc, SFT, GRPO and the pipeline included."""
-    folder = copied_example(tmp_path)
-    start = time.monotonic()
-    run_doc(folder, training=True)
-    print(f"whole walk-through: {time.monotonic() - start:.0f} s")
-    check_records(folder)
+    folder = walked(tmp_path, training=True)
     for run in ("runs/sft", "runs/sft_chat", "runs/grpo"):
         assert (folder / run / "checkpoints/step_00000002").is_dir(), run
     pipeline = folder / "runs/pipeline"

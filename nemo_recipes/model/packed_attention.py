@@ -81,19 +81,21 @@ class PackedDotProductAttention(DotProductAttention):
                 attention_bias=attention_bias,
             )
         starts = self._document_starts(query, key, value, attention_mask, attention_bias, packed_seq_params)
-        documents = [
+        spans = [
             super(PackedDotProductAttention, self).forward(
-                query[a:b].unsqueeze(1),  # megatron's [s, b] attention, once per document as [L, 1]
+                query[a:b].unsqueeze(1),  # megatron's [s, b] attention, once per span as [L, 1]
                 key[a:b].unsqueeze(1),
                 value[a:b].unsqueeze(1),
-                # The causal mask megatron would make for mask None, made here: its own is made on
-                # "cuda", which fails on the CPU when activation recompute runs it inside backward.
-                torch.ones(b - a, b - a, dtype=torch.bool, device=query.device).triu(1)[None, None],
+                # Block-diagonal causal: each document of the span sees only itself. (Made here also
+                # for one document: megatron's own causal mask is made on "cuda", which fails on the
+                # CPU when activation recompute runs it inside backward.)
+                _span_mask(bounds, query.device),
             )
-            for a, b in itertools.pairwise(starts)
-            if b > a
+            for a, b, bounds in _spans(
+                starts, max(SPAN_TOKENS, max(itertools.starmap(_length, itertools.pairwise(starts))))
+            )
         ]
-        return torch.cat(documents).squeeze(1)  # [t, 1, np * hn] -> [t, np * hn]
+        return torch.cat(spans).squeeze(1)  # [t, 1, np * hn] -> [t, np * hn]
 
     def _document_starts(
         self,
@@ -142,6 +144,45 @@ class PackedDotProductAttention(DotProductAttention):
                     f"PackedDotProductAttention: {name} {given} < the longest document {max(lengths)}"
                 )
         return starts
+
+
+SPAN_TOKENS = 256
+"""Consecutive documents are attended together, under a block-diagonal mask, in spans of up to this many
+tokens (or one longer document): a few masked [L, L] products instead of one small product per document
+(short SNS sequences would otherwise cost a Python call each); exact, since a masked score is 0 after
+the softmax. 256 was the fastest of 128/256/512/1024 for the SFT step on the toy chat data (2 CPU
+cores, docs/benchmarks.md)."""
+
+
+def _length(a: int, b: int) -> int:
+    return b - a
+
+
+def _spans(starts: Sequence[int], limit: int) -> list[tuple[int, int, list[int]]]:
+    """(start, end, document bounds relative to start) of consecutive documents grouped into spans of at
+    most `limit` tokens, in order; empty documents are skipped."""
+    spans: list[tuple[int, int, list[int]]] = []
+    for a, b in itertools.pairwise(starts):
+        if b == a:
+            continue
+        if spans and b - spans[-1][0] <= limit:
+            first, _, bounds = spans[-1]
+            spans[-1] = (first, b, [*bounds, b - first])
+        else:
+            spans.append((a, b, [0, b - a]))
+    return spans
+
+
+def _span_mask(bounds: Sequence[int], device: torch.device) -> Tensor:
+    """[1, 1, L, L] bool, True = masked (megatron's convention): causal within each document of the span,
+    nothing across documents."""
+    segment = torch.repeat_interleave(
+        torch.arange(len(bounds) - 1, device=device),
+        torch.tensor([b - a for a, b in itertools.pairwise(bounds)], device=device),
+    )
+    length = bounds[-1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    return ~(causal & (segment[:, None] == segment[None, :]))[None, None]
 
 
 def packed_position_ids(lengths: Sequence[int], device: torch.device | str | None = None) -> Tensor:

@@ -14,9 +14,10 @@ import pytest
 from transformers import AutoTokenizer
 
 from nemo_recipes.data.rl_prompts import prompt_token_ids
-from nemo_recipes.data.sft_dataset import ChatTemplateError, TokenizedChat, tokenize_chat
+from nemo_recipes.data.sft_dataset import ChatTemplateError, tokenize_chat
 from nemo_recipes.records.chat import ChatRecord
 from nemo_recipes.tasks import TaskRecord, load_task_table
+from tests.data.chat_runs import assistant_answers, trained_runs
 from tests.data.conftest import REPO, SHIPPED_TOKENIZER_DIR
 
 QWEN3_TOKENIZER_DIR = REPO / "nemo_recipes" / "assets" / "tokenizer" / "tiny-qwen3-template"
@@ -47,23 +48,6 @@ def qwen3_tokenizer():
 @pytest.fixture(scope="module")
 def table():
     return load_task_table("sns_demo")
-
-
-def _trained_runs(tokenizer, chat: TokenizedChat) -> list[str]:
-    """Decode each maximal run of trained tokens."""
-    runs: list[list[int]] = []
-    previous = False
-    for token, trained in zip(chat.input_ids, chat.assistant_mask, strict=True):
-        if trained and not previous:
-            runs.append([])
-        if trained:
-            runs[-1].append(token)
-        previous = trained
-    return [tokenizer.decode(run) for run in runs]
-
-
-def _answers(record: ChatRecord) -> list[str]:
-    return [m.content + "<|im_end|>" for m in record.messages if m.role == "assistant"]
 
 
 def _think_ids(tokenizer) -> set[int]:
@@ -99,7 +83,7 @@ def test_single_turn_trains_the_answer_and_im_end_not_the_think_block(qwen3_toke
     chat = tokenize_chat(qwen3_tokenizer, record)
     text = qwen3_tokenizer.decode(chat.input_ids)
     assert text.endswith("<|im_start|>assistant\n" + EMPTY_THINK_BLOCK + "fruit<|im_end|>\n")
-    assert _trained_runs(qwen3_tokenizer, chat) == ["fruit<|im_end|>"]
+    assert trained_runs(qwen3_tokenizer, chat) == ["fruit<|im_end|>"]
     think = [
         (t, m)
         for t, m in zip(chat.input_ids, chat.assistant_mask, strict=True)
@@ -117,7 +101,7 @@ def test_multi_turn_trains_every_answer_although_the_template_is_not_prefix_stab
     chat = tokenize_chat(qwen3_tokenizer, MULTI_TURN)
     assert qwen3_tokenizer.decode(chat.input_ids) == full
     assert full.count(EMPTY_THINK_BLOCK) == 1
-    assert _trained_runs(qwen3_tokenizer, chat) == _answers(MULTI_TURN)
+    assert trained_runs(qwen3_tokenizer, chat) == assistant_answers(MULTI_TURN)
     trained = {t for t, m in zip(chat.input_ids, chat.assistant_mask, strict=True) if m}
     assert not trained & _think_ids(qwen3_tokenizer)
     assert chat.record_id == "multi"

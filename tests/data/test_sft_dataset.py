@@ -17,6 +17,7 @@ from nemo_recipes.data.sft_dataset import (
     unpacked_rows,
 )
 from nemo_recipes.records.chat import ChatRecord
+from tests.data.chat_runs import assistant_answers, trained_runs
 
 PAD = 0
 MULTI_TURN = ChatRecord.model_validate(
@@ -33,28 +34,11 @@ MULTI_TURN = ChatRecord.model_validate(
 )
 
 
-def _masked_runs(tokenizer, chat: TokenizedChat) -> list[str]:
-    """Decode each maximal run of assistant-masked tokens."""
-    runs: list[list[int]] = []
-    previous = False
-    for token, masked in zip(chat.input_ids, chat.assistant_mask, strict=True):
-        if masked and not previous:
-            runs.append([])
-        if masked:
-            runs[-1].append(token)
-        previous = masked
-    return [tokenizer.decode(run) for run in runs]
-
-
-def _expected_runs(record: ChatRecord) -> list[str]:
-    return [message.content + "<|im_end|>" for message in record.messages if message.role == "assistant"]
-
-
 @pytest.mark.parametrize("tokenizer_name", ["shipped_tokenizer", "plain_template_tokenizer"])
 def test_mask_covers_exactly_assistant_content_and_im_end(request, tokenizer_name: str) -> None:
     tokenizer = request.getfixturevalue(tokenizer_name)
     chat = tokenize_chat(tokenizer, MULTI_TURN)
-    assert _masked_runs(tokenizer, chat) == _expected_runs(MULTI_TURN)
+    assert trained_runs(tokenizer, chat) == assistant_answers(MULTI_TURN)
     assert tokenizer.decode(chat.input_ids) == tokenizer.apply_chat_template(
         [m.model_dump() for m in MULTI_TURN.messages], tokenize=False
     )
@@ -69,12 +53,12 @@ def test_both_mask_paths_agree_on_the_toy_data(
     by_prefixes = [tokenize_chat(plain_template_tokenizer, record) for record in records]
     assert with_markers == by_prefixes
     for record, chat in zip(records[:100], with_markers, strict=False):
-        assert _masked_runs(shipped_tokenizer, chat) == _expected_runs(record)
+        assert trained_runs(shipped_tokenizer, chat) == assistant_answers(record)
 
 
 def test_a_dict_record_is_validated_and_accepted(shipped_tokenizer) -> None:
     chat = tokenize_chat(shipped_tokenizer, {"messages": [{"role": "assistant", "content": "hi"}]})
-    assert _masked_runs(shipped_tokenizer, chat) == ["hi<|im_end|>"]
+    assert trained_runs(shipped_tokenizer, chat) == ["hi<|im_end|>"]
     with pytest.raises(ValueError, match="assistant"):
         tokenize_chat(shipped_tokenizer, {"messages": [{"role": "user", "content": "hi"}]})
 
@@ -98,7 +82,7 @@ def test_a_template_that_is_not_prefix_stable_is_masked_on_the_full_rendering(
     tokenizer.chat_template = unstable
     try:
         chat = tokenize_chat(tokenizer, MULTI_TURN)
-        assert _masked_runs(tokenizer, chat) == [
+        assert trained_runs(tokenizer, chat) == [
             "fruit animal<|im_end|>",
             "<think></think>c b a 😀\nok <|im_end|>",
         ]

@@ -32,6 +32,7 @@ from megatron.core.transformer.enums import AttnMaskType
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import load_config
 from nemo_recipes.launcher import read_launch_env
+from nemo_recipes.model import packed_attention
 from nemo_recipes.model.build import build_model
 from nemo_recipes.model.packed_attention import (
     PackedDotProductAttention,
@@ -101,9 +102,15 @@ def reference_attention(q, k, v, lengths: list[int], scale: float) -> torch.Tens
     return torch.cat(out)
 
 
+@pytest.mark.parametrize("span_tokens", [256, 10], ids=["one_span", "spans_of_10"])
 @pytest.mark.parametrize("lengths", [LENGTHS, [11]], ids=["several_documents", "one_document"])
 @pytest.mark.parametrize("softmax_scale", [None, 0.3])
-def test_core_attention_matches_plain_attention_per_document(one_process, lengths, softmax_scale) -> None:
+def test_core_attention_matches_plain_attention_per_document(
+    one_process, lengths, softmax_scale, span_tokens, monkeypatch
+) -> None:
+    # Documents are grouped into spans of at most span_tokens (one longer document alone): at 10, the
+    # lengths [5, 1, 9, 3, 6] make spans [5, 1] [9] [3, 6].
+    monkeypatch.setattr(packed_attention, "SPAN_TOKENS", span_tokens)
     config = attention_config(softmax_scale=softmax_scale)
     attention = core_attention(config)
     gen = torch.Generator().manual_seed(0)
@@ -298,3 +305,10 @@ def tp2_worker(out: Path) -> None:
 
 if __name__ == "__main__":
     tp2_worker(Path(sys.argv[1]))
+
+
+def test_documents_are_grouped_into_spans_in_order() -> None:
+    starts = [0, 5, 6, 6, 15, 18, 24]  # lengths 5, 1, 0 (skipped), 9, 3, 6
+    assert packed_attention._spans(starts, 10) == [(0, 6, [0, 5, 6]), (6, 15, [0, 9]), (15, 24, [0, 3, 9])]
+    mask = packed_attention._span_mask([0, 2, 3], torch.device("cpu"))[0, 0]
+    assert mask.tolist() == [[False, True, True], [False, False, True], [True, True, False]]
