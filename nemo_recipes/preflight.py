@@ -76,16 +76,16 @@ def _task_names(key: str, names: list[str], table: TaskTable) -> Problems:
 
 
 def _table(cfg: RunConfig, problems: Problems) -> TaskTable | None:
-    """The run's merged tables; a table that does not load is named by its key."""
-    keys = [("task_table", cfg.task_table), ("general_task_table", cfg.general_task_table)]
-    for key, source in keys:
-        if (
-            source is not None
-            and _attempt(problems, key, lambda source=source: load_task_table(source)) is None
-        ):
-            return None
-    table = _attempt(problems, "task_table", lambda: load_task_table(*cfg.task_tables))
-    return table if isinstance(table, TaskTable) else None
+    """The run's merged tables; when they do not load, each table is tried alone to name its key."""
+    try:
+        return load_task_table(*cfg.task_tables)
+    except (OSError, ValueError) as merged:  # ConfigError too
+        named: Problems = []
+        for key, source in (("task_table", cfg.task_table), ("general_task_table", cfg.general_task_table)):
+            if source is not None:
+                _attempt(named, key, lambda source=source: load_task_table(source))
+        problems += named or [f"task_table + general_task_table: {merged}"]  # each loads; together not
+        return None
 
 
 def _layout(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"]) -> Problems:
