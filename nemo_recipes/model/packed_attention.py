@@ -91,9 +91,7 @@ class PackedDotProductAttention(DotProductAttention):
                 # CPU when activation recompute runs it inside backward.)
                 _span_mask(bounds, query.device),
             )
-            for a, b, bounds in _spans(
-                starts, max(SPAN_TOKENS, max(itertools.starmap(_length, itertools.pairwise(starts))))
-            )
+            for a, b, bounds in _spans(starts, SPAN_TOKENS)
         ]
         return torch.cat(spans).squeeze(1)  # [t, 1, np * hn] -> [t, np * hn]
 
@@ -154,13 +152,9 @@ the softmax. 256 was the fastest of 128/256/512/1024 for the SFT step on the toy
 cores, docs/benchmarks.md)."""
 
 
-def _length(a: int, b: int) -> int:
-    return b - a
-
-
 def _spans(starts: Sequence[int], limit: int) -> list[tuple[int, int, list[int]]]:
     """(start, end, document bounds relative to start) of consecutive documents grouped into spans of at
-    most `limit` tokens, in order; empty documents are skipped."""
+    most `limit` tokens (a longer document is a span of its own), in order; empty documents skipped."""
     spans: list[tuple[int, int, list[int]]] = []
     for a, b in itertools.pairwise(starts):
         if b == a:

@@ -312,3 +312,4 @@ def test_documents_are_grouped_into_spans_in_order() -> None:
     assert packed_attention._spans(starts, 10) == [(0, 6, [0, 5, 6]), (6, 15, [0, 9]), (15, 24, [0, 3, 9])]
     mask = packed_attention._span_mask([0, 2, 3], torch.device("cpu"))[0, 0]
     assert mask.tolist() == [[False, True, True], [False, False, True], [True, True, False]]
+    assert packed_attention._spans([0, 12, 14, 20], 10) == [(0, 12, [0, 12]), (12, 20, [0, 2, 8])]  # 12 > 10
