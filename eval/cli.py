@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                 raise SystemExit(f"--labels gives {len(labels)} names for {len(reports)} reports")
             for report, label in zip(reports, labels, strict=True):
                 report["label"] = label
-        print(f"wrote {compare(reports, args.out)}")
+        compare(reports, args.out)
+        print(f"wrote {Path(args.out) / 'comparison.md'}")
         return 0
     if args.reports:
         raise SystemExit(f"unexpected arguments {args.reports}: one MODEL per `redone eval` run")

@@ -250,12 +250,17 @@ class Difference:
         }
 
 
+def _paired(a: dict, b: dict, seed: int, samples: int) -> tuple[dict[Key, Replicates], ...]:
+    """Both reports' replicates on the same draws of the item keys they share."""
+    ids_a, ids_b = item_ids(a["suites"]), item_ids(b["suites"])
+    rs = resample({t: ids for t, ids in ids_a.items() if ids_b.get(t) == ids}, seed, samples)
+    return replicates(a["suites"], rs, "/a"), replicates(b["suites"], rs, "/b")
+
+
 def paired_differences(a: dict, b: dict, seed: int, samples: int) -> dict[Key, Difference]:
     """Every score both reports have, B - A, with a paired bootstrap interval: the same draws of the
     same item keys for both (tasks whose item ids differ between the runs get none)."""
-    ids_a, ids_b = item_ids(a["suites"]), item_ids(b["suites"])
-    rs = resample({t: ids for t, ids in ids_a.items() if ids_b.get(t) == ids}, seed, samples)
-    reps_a, reps_b = replicates(a["suites"], rs, "/a"), replicates(b["suites"], rs, "/b")
+    reps_a, reps_b = _paired(a, b, seed, samples)
     points_a, points_b = point_scores(a["suites"]), point_scores(b["suites"])
     out = {}
     for key, pa in points_a.items():
@@ -265,6 +270,26 @@ def paired_differences(a: dict, b: dict, seed: int, samples: int) -> dict[Key, D
         ra, rb = reps_a.get(key), reps_b.get(key)
         out[key] = Difference(pa, pb, pb - pa, None if ra is None or rb is None else interval(rb - ra))
     return out
+
+
+def paired_task_mean_difference(
+    a: dict, b: dict, tasks: Sequence[str], seed: int, samples: int
+) -> Difference | None:
+    """B - A of the mean score of `tasks` (each in whichever suite holds it), with a paired bootstrap
+    interval; None when a report lacks one of the tasks' scores."""
+    keys = [
+        (suite, "task", t) for t in tasks for suite, res in a["suites"].items() if t in res.get("tasks", {})
+    ]
+    points_a, points_b = point_scores(a["suites"]), point_scores(b["suites"])
+    if len(keys) != len(tasks) or any(points_a.get(k) is None or points_b.get(k) is None for k in keys):
+        return None
+    reps_a, reps_b = _paired(a, b, seed, samples)
+    mean_a = float(np.mean([points_a[k] for k in keys]))
+    mean_b = float(np.mean([points_b[k] for k in keys]))
+    ra, rb = _mean([reps_a.get(k) for k in keys]), _mean([reps_b.get(k) for k in keys])
+    return Difference(
+        mean_a, mean_b, mean_b - mean_a, None if ra is None or rb is None else interval(rb - ra)
+    )
 
 
 def differences_json(diffs: dict[Key, Difference]) -> dict[str, dict]:

@@ -5,7 +5,9 @@ Scores show their 95 % bootstrap interval as `score [lo, hi]` when the report ha
 pipeline, other models): a table of every suite and task score per report, the differences of each
 report from the one before it (and of the last from the first) with paired bootstrap intervals
 (`comparison.json` holds them too), a grouped bar chart of the task scores (`tasks.png`) and the suite
-scores per report as lines with their intervals as bands (`seesaw.png`: in-domain vs general).
+scores per report as lines with their intervals as bands (`seesaw.png`: in-domain vs general). A
+`baseline` (a pipeline's SFT-only arm) is a side branch from the first report: a column of its own,
+the last report compared with it, and on the seesaw plot a dashed line from the first report's scores.
 """
 
 from __future__ import annotations
@@ -144,14 +146,14 @@ class Compared:
         return {"a": self.a, "b": self.b, "bootstrap": bootstrap, "suites": differences_json(self.diffs)}
 
 
-def compared_pairs(reports: Sequence[dict]) -> list[Compared]:
-    """Each report against the one before it, and the last against the first when there are more
-    than two."""
-    pairs = [(i - 1, i) for i in range(1, len(reports))]
-    pairs += [(0, len(reports) - 1)] if len(reports) > 2 else []
+def compared_pairs(reports: Sequence[dict], baseline: dict | None = None) -> list[Compared]:
+    """Each report against the one before it, the last against the first when there are more than
+    two, and the last against `baseline` when given."""
+    pairs = [(reports[i - 1], reports[i]) for i in range(1, len(reports))]
+    pairs += [(reports[0], reports[-1])] if len(reports) > 2 else []
+    pairs += [(baseline, reports[-1])] if baseline is not None else []
     out = []
-    for i, j in pairs:
-        a, b = reports[i], reports[j]
+    for a, b in pairs:
         seed, samples = bootstrap_settings(a)
         out.append(Compared(a["label"], b["label"], seed, samples, paired_differences(a, b, seed, samples)))
     return out
@@ -243,10 +245,11 @@ def plot_tasks(reports: Sequence[dict], path: Path) -> None:
     _save(plt, fig, ax, "score (0-100)", "Per-task scores", path)
 
 
-def plot_seesaw(reports: Sequence[dict], path: Path) -> None:
-    """Suite scores per report, in order: in-domain (SNS, translation) against general."""
+def plot_seesaw(reports: Sequence[dict], path: Path, baseline: dict | None = None) -> None:
+    """Suite scores per report, in order: in-domain (SNS, translation) against general; a `baseline`
+    as a dashed branch from the first report to a point of its own, with its interval as a bar."""
     plt = _pyplot()
-    labels = [r["label"] for r in reports]
+    labels = [r["label"] for r in reports] + ([baseline["label"]] if baseline else [])
     x = list(range(len(labels)))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(labels)), 4.0))
     nan = float("nan")
@@ -254,16 +257,33 @@ def plot_seesaw(reports: Sequence[dict], path: Path) -> None:
         values = [r["suites"].get(suite, {}).get("score") for r in reports]
         if any(v is not None for v in values):
             (line,) = ax.plot(
-                x, [nan if v is None else v for v in values], marker="o", label=SUITE_TITLES[suite]
+                x[: len(reports)],
+                [nan if v is None else v for v in values],
+                marker="o",
+                label=SUITE_TITLES[suite],
             )
             intervals = [r["suites"].get(suite, {}).get("interval") for r in reports]
             if any(i is not None for i in intervals):  # the 95 % intervals as a band
                 lo = [nan if i is None else i[0] for i in intervals]
                 hi = [nan if i is None else i[1] for i in intervals]
-                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+                ax.fill_between(x[: len(reports)], lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+            if baseline is not None:
+                _plot_branch(ax, baseline["suites"].get(suite, {}), values[0], x[-1], line.get_color())
     ax.set_xticks(x)
     ax.set_xticklabels(labels)
     _save(plt, fig, ax, "suite score (0-100)", "In-domain vs general (the seesaw)", path)
+
+
+def _plot_branch(ax, result: dict, start: float | None, x: int, color) -> None:
+    """The baseline's suite score at `x`, dashed from the first report's (`start`), its interval a bar."""
+    score = result.get("score")
+    if score is None:
+        return
+    if start is not None:
+        ax.plot([0, x], [start, score], linestyle="--", color=color, alpha=0.6)
+    interval = result.get("interval")
+    err = [[score - interval[0]], [interval[1] - score]] if interval else None
+    ax.errorbar([x], [score], yerr=err, marker="s", color=color, capsize=3)
 
 
 def write_report(out: Path, report: dict) -> None:
@@ -274,17 +294,19 @@ def write_report(out: Path, report: dict) -> None:
     plot_tasks([report], out / "tasks.png")
 
 
-def compare(reports: Sequence[dict], out: Path) -> Path:
+def compare(reports: Sequence[dict], out: Path, baseline: dict | None = None) -> list[Compared]:
     """Side-by-side comparison.md, comparison.json (the paired differences), tasks.png and seesaw.png
-    of several reports; returns the Markdown."""
+    of several reports and an optional `baseline` branch; returns the compared pairs."""
     if not reports:
         raise ValueError("compare needs at least one report")
     out.mkdir(parents=True, exist_ok=True)
-    md = out / "comparison.md"
-    compared = compared_pairs(reports)
-    _atomic_write(md, markdown(reports, compared))
-    doc = {"labels": [r["label"] for r in reports], "differences": [c.to_json() for c in compared]}
+    everyone = [*reports, baseline] if baseline is not None else list(reports)
+    compared = compared_pairs(reports, baseline)
+    _atomic_write(out / "comparison.md", markdown(everyone, compared))
+    doc = {"labels": [r["label"] for r in everyone], "differences": [c.to_json() for c in compared]}
+    if baseline is not None:
+        doc["baseline"] = baseline["label"]
     _atomic_write(out / "comparison.json", json.dumps(doc, indent=2) + "\n")
-    plot_tasks(reports, out / "tasks.png")
-    plot_seesaw(reports, out / "seesaw.png")
-    return md
+    plot_tasks(everyone, out / "tasks.png")
+    plot_seesaw(reports, out / "seesaw.png", baseline)
+    return compared

@@ -82,9 +82,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from nemo_recipes.demo import run_demo
+    from nemo_recipes.demo import build_base, run_demo
 
-    return run_demo(args.run_dir, args.verbose)
+    if args.build_base is not None:
+        build_base(args.build_base, args.run_dir / "base-build", args.verbose)
+        return 0
+    return run_demo(args.run_dir, args.verbose, args.seed)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -156,7 +159,10 @@ COMMANDS = {
         _cmd_run,
         "the whole recipe: RL -> diagnosis -> targeted SFT with rehearsal -> RL -> report (resumable)",
     ),
-    "demo": (_cmd_demo, "the CPU demo: a tiny base model, then the whole pipeline on the SNS demo data"),
+    "demo": (
+        _cmd_demo,
+        "the CPU demo: the whole pipeline and the SFT-only arm from the shipped base on the SNS demo data",
+    ),
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
     "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
     "diagnose": (_cmd_diagnose, "evaluate a model per task and name the weak tasks (diagnosis.json)"),
@@ -197,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "demo":
             p.set_defaults(nproc=1)
             p.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="where everything goes")
+            p.add_argument(
+                "--seed", type=int, help="run the whole demo under this seed (default: the recipe's)"
+            )
+            p.add_argument(
+                "--build-base",
+                type=Path,
+                metavar="DIR",
+                help="rebuild the demo's base model into DIR instead (work files under RUN_DIR/base-build)",
+            )
             p.add_argument("-v", "--verbose", action="store_true", help="stream every stage's output")
             continue
         if name == "run":

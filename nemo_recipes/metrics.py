@@ -11,11 +11,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from nemo_recipes.config.training import LoggingConfig
 
 SUMMARY_KEYS = ("loss", "val_loss", "reward_mean", "pass_rate", "response_tokens_mean")
+TOTAL_KEYS = ("conversations_seen",)
+"""Running totals: the summary keeps their last logged value (a stage logs its last step)."""
 
 
 def summarize_metrics(path: Path, window_steps: int = 5) -> dict[str, float]:
     """The run's step count and, for the headline metrics it logged, the mean over its first and last
-    `window_steps` logged values (`<name>_first`, `<name>_last`): for manifests and reports."""
+    `window_steps` logged values (`<name>_first`, `<name>_last`), and the last value of each running
+    total (TOTAL_KEYS): for manifests and reports."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out: dict[str, float] = {"steps": max((r["step"] for r in rows), default=0)}
     for key in SUMMARY_KEYS:
@@ -23,6 +26,10 @@ def summarize_metrics(path: Path, window_steps: int = 5) -> dict[str, float]:
         if values:
             out[f"{key}_first"] = sum(values[:window_steps]) / len(values[:window_steps])
             out[f"{key}_last"] = sum(values[-window_steps:]) / len(values[-window_steps:])
+    for key in TOTAL_KEYS:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            out[key] = values[-1]
     return out
 
 

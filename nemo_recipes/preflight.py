@@ -180,6 +180,7 @@ def check_run(cfg: RunConfig, world_size: int) -> Problems:
         for key, files in (
             ("grpo.train_data", cfg.grpo.train_data),
             ("pipeline.refine.train_data", cfg.pipeline.refine.train_data or []),
+            ("pipeline.baseline_sft_data", cfg.pipeline.baseline_sft_data or []),
         ):
             problems += _task_files(key, files, table, cfg.grpo.on_bad_record)
         problems += _task_names("grpo.task_weights", list(cfg.grpo.task_weights), table)

@@ -16,9 +16,10 @@ SCORES = {
     "stage1_grpo": {"sns": 4.5, "translation": 4.0, "general": 0.0},
     "stage2_sft": {"sns": 11.5, "translation": 0.5, "general": 0.0},
     "stage3_grpo": {"sns": 7.6, "translation": 0.9, "general": 0.0},
+    "baseline_sft": {"sns": 10.0, "translation": 1.0, "general": 0.0},
 }
 """Suite scores of the evaluated units (the demo's, with the base model's general suite unscored)."""
-TRAINING = {"steps": 2, "reward_mean_first": 0.375, "reward_mean_last": 0.375}
+TRAINING = {"steps": 2, "reward_mean_first": 0.375, "reward_mean_last": 0.375, "conversations_seen": 40}
 """summarize_metrics of the training units' metrics.jsonl below."""
 SELECTED = ["sns_hashtag", "sns_ner"]
 STATS = {"total": 10, "targeted": {"records": 8}, "rehearsal": {"records": 2}, "rehearsal_share": 0.2}
@@ -28,9 +29,11 @@ STARTS_FROM = {
     "sft_data": "stage1_grpo",
     "stage2_sft": "stage1_grpo",
     "stage3_grpo": "stage2_sft",
+    "baseline_sft": "base_eval",
     "final": "stage3_grpo",
 }
 """The unit whose checkpoint each unit starts from."""
+TRAINED = ("stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft")
 
 
 def eval_report(model: str, scores: dict[str, float | None]) -> dict[str, Any]:
@@ -60,12 +63,13 @@ def _unit_files(root: Path, unit: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if unit in SCORES:
         _write_json(out / "eval" / "report.json", eval_report(unit, SCORES[unit]))
-    if unit in ("stage1_grpo", "stage2_sft", "stage3_grpo"):
+    if unit in TRAINED:
         _write_json(out / "checkpoints" / "step_2" / "trainer_state.json", {"step": 2})
         (out / "checkpoints" / "latest").write_text("step_2", encoding="utf-8")
         rows = [
             {"stage": "grpo", "step": s, "reward_mean": s / 4, "task/sns_ner/pass_rate": 0.5} for s in (1, 2)
         ]
+        rows[-1]["conversations_seen"] = TRAINING["conversations_seen"]
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     if unit == "diagnosis":
         _write_json(out / "diagnosis.json", {"selected": SELECTED})
@@ -79,13 +83,17 @@ def _unit_files(root: Path, unit: str) -> None:
             "sns_ner": {"weight": 3.0, "base_weight": 1.0, "pass_rate": 0.5, "diagnosed": True},
         }
         _write_json(out / "task_weights.json", weights)
+    if unit == "baseline_sft":
+        budget = {
+            "rl_first": {"stage1_grpo": 8, "stage2_sft": 40, "stage3_grpo": 8},
+            "baseline_records": 1000,
+        }
+        _write_json(out / "example_budget.json", budget)
 
 
 def unit_outputs(root: Path, base: Path, unit: str) -> dict[str, Any]:
     """A unit's manifest `outputs`, laid out as the runner writes them."""
-    checkpoint = {"base_eval": str(base)} | {
-        u: str(root / u / "checkpoints" / "step_2") for u in ("stage1_grpo", "stage2_sft", "stage3_grpo")
-    }
+    checkpoint = {"base_eval": str(base)} | {u: str(root / u / "checkpoints" / "step_2") for u in TRAINED}
     if unit in SCORES:
         evaluated = {"eval_report": str(root / unit / "eval" / "report.json"), "scores": SCORES[unit]}
         training = {} if unit == "base_eval" else {"training": TRAINING}

@@ -176,9 +176,8 @@ def test_a_run_left_by_the_runner_reads_back_typed_and_is_skipped(
     """Manifests in the layout run directories hold read back as each unit's outputs type, feed the
     later units' plans, come out of the planners unchanged, and a finished run only skips its units."""
     root, base = tmp_path / "run", tmp_path / "base"
-    pipeline = quiet_pipeline(
-        load_config(RunConfig, RECIPE, [f"run_dir={root}", f"model.init_from={base}"]), root
-    )
+    sets = [f"run_dir={root}", f"model.init_from={base}", "pipeline.baseline_sft=true"]
+    pipeline = quiet_pipeline(load_config(RunConfig, RECIPE, sets), root)
     written = {}
     for unit in UNITS:  # each planned from the units before it, as `redone run` does
         written[unit] = write_unit(root, base, unit, config_hash(pipeline.plan(unit).files))["outputs"]
@@ -195,6 +194,33 @@ def test_a_run_left_by_the_runner_reads_back_typed_and_is_skipped(
     capsys.readouterr()
     assert pipeline.run() == 0
     assert capsys.readouterr().out.count("finished earlier, skipped") == len(UNITS)
+
+
+def test_the_sft_only_arm_trains_from_the_base_on_the_sns_data_for_the_rl_first_budget(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its budget: stage 1's and stage 3's prompts (steps x prompts_per_step) plus stage 2's
+    conversations; its epochs over the SNS records are that budget over their count. Off by default."""
+    root, base = tmp_path / "run", tmp_path / "base"
+    for unit in UNITS[:-1]:
+        write_unit(root, base, unit)
+    sets = [f"run_dir={root}", f"model.init_from={base}", "pipeline.baseline_sft=true"]
+    cfg = load_config(RunConfig, RECIPE, sets)
+    plan = quiet_pipeline(cfg, root).plan("baseline_sft")
+    stage = plan.files["stage.yaml"]
+    grpo = cfg.grpo
+    budget = {
+        "stage1_grpo": grpo.train_steps * grpo.prompts_per_step,
+        "stage2_sft": 40,  # the conversations stage 2's metrics counted
+        "stage3_grpo": cfg.pipeline.refine.train_steps * grpo.prompts_per_step,
+    }
+    assert plan.files["example_budget.json"] == {"rl_first": budget, "baseline_records": 1000}
+    assert stage["model"]["init_from"] == str(base)
+    assert stage["sft"]["train_data"] == cfg.sft_data.sns_data == ["sns_demo/train.jsonl"]
+    assert stage["sft"]["record_format"] == "task" and stage["sft"]["valid_data"] == []
+    assert stage["sft"]["train_steps"] is None and stage["sft"]["epochs"] == sum(budget.values()) / 1000
+    off = quiet_pipeline(load_config(RunConfig, RECIPE, sets[:2]), root)
+    assert not off.enabled("baseline_sft") and all(off.enabled(u) for u in UNITS if u != "baseline_sft")
 
 
 def test_the_final_report_and_the_demo_table_read_the_units_outputs(tmp_path: Path) -> None:
@@ -218,19 +244,26 @@ def test_the_final_report_and_the_demo_table_read_the_units_outputs(tmp_path: Pa
         "stage1 RL": 0.0,
         "stage2 SFT": 0.0,
         "stage3 RL": 0.0,
+        "sft-only": 0.0,
     }
     assert summary["tasks"]["sns_ner"] == {
         "base": 10.0,
         "stage1 RL": 5.5,
         "stage2 SFT": 12.5,
         "stage3 RL": 8.6,
+        "sft-only": 11.0,
     }
-    assert summary_table(root).splitlines() == [
-        " " * 14 + "        base   stage1 RL  stage2 SFT   stage3 RL",
-        "sns                    9.0         4.5        11.5         7.6",
-        "translation            3.8         4.0         0.5         0.9",
-        "general                  -         0.0         0.0         0.0",
+    assert summary["intervals"]["sns"] == dict.fromkeys(summary["suites"]["sns"])  # no per-item values
+    assert [c["holds"] for c in summary["claims"]] == [None] * 4  # nothing checkable without intervals
+    assert summary_table(summary).splitlines() == [
+        " " * 12
+        + "".join(f"{label:>20s}" for label in ("base", "stage1 RL", "stage2 SFT", "stage3 RL", "sft-only")),
+        "sns" + " " * 9 + "".join(f"{v:>20s}" for v in ("9.0", "4.5", "11.5", "7.6", "10.0")),
+        "translation " + "".join(f"{v:>20s}" for v in ("3.8", "4.0", "0.5", "0.9", "1.0")),
+        "general     " + "".join(f"{v:>20s}" for v in ("-", "0.0", "0.0", "0.0", "0.0")),
     ]
+    assert "RL-first vs SFT-only: SNS -2.4 (no interval), translation -0.1 (no interval)" in report
+    assert "Example budget: RL-first 56 (stage1_grpo 8, stage2_sft 40, stage3_grpo 8;" in report
 
 
 def test_the_final_report_shows_the_intervals_of_the_eval_reports(tmp_path: Path) -> None:
@@ -239,7 +272,7 @@ def test_the_final_report_shows_the_intervals_of_the_eval_reports(tmp_path: Path
     root, base = tmp_path / "run", tmp_path / "base"
     for unit in UNITS[:-1]:
         write_unit(root, base, unit)
-    for unit in ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo"):
+    for unit in ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft"):
         path = root / unit / "eval" / "report.json"
         report = json.loads(path.read_text())
         for result in report["suites"].values():
@@ -261,4 +294,13 @@ def test_the_final_report_shows_the_intervals_of_the_eval_reports(tmp_path: Path
         ("stage1 RL", "stage2 SFT"),
         ("stage2 SFT", "stage3 RL"),
         ("base", "stage3 RL"),
+        ("sft-only", "stage3 RL"),
     ]
+    claims = {c["name"]: c for c in json.loads((root / "final/summary.json").read_text())["claims"]}
+    assert claims["stage1_raises_sns"]["holds"] is False  # 9.0 -> 4.5
+    assert claims["general_not_below_base"]["holds"] is None  # the base has no general score
+    assert claims["diagnosed_tasks_improve"]["holds"] is True  # hashtag and ner: +3.1 each
+    assert claims["diagnosed_tasks_improve"]["evidence"].startswith("mean of their scores +3.1 [+3.1, +3.1]")
+    assert claims["rl_first_keeps_general"]["holds"] is False  # 0.0 both
+    assert "- [does not hold] stage 1 raises SNS over the base: SNS -4.5 [" in text
+    assert "RL-first vs SFT-only: SNS -2.4 [" in text

@@ -25,7 +25,11 @@ from data_prep.sns_synth.sources import fakers
 
 DEFAULT_SEED = 20251107
 DEFAULT_TRAIN_PER_TASK = 100
-DEFAULT_TEST_PER_TASK = 25
+DEFAULT_TEST_PER_TASK = 60
+DEFAULT_BASE_PER_TASK = 150
+SPLITS = ("train", "test", "base")
+"""The files, in draw order: a larger test or base split leaves the records before it unchanged. Base
+records are training records (``split: train``) kept apart for the demo base model."""
 MAX_DRAWS_PER_EXAMPLE = 200
 GENERAL = "general"
 """The capability of the general rehearsal tasks, written apart from the SNS set."""
@@ -73,14 +77,18 @@ TASK_BUILDERS: dict[str, TaskBuilder] = {
 }
 
 
-def build_task(name: str, train_count: int, test_count: int, seed: int) -> list[dict[str, Any]]:
-    """Records of one task: ``train_count`` train then ``test_count`` test, unique questions."""
+def build_task(
+    name: str, train_count: int, test_count: int, seed: int, base_count: int = 0
+) -> list[tuple[str, dict[str, Any]]]:
+    """(file split, record) of one task: ``train_count`` train, ``test_count`` test, then
+    ``base_count`` base (the demo base model's own training records), questions unique across all."""
     builder = TASK_BUILDERS[name]
     rng = random.Random(f"{seed}-{name}")
     fakes = fakers(seed + zlib.crc32(name.encode()))
     seen: set[str] = set()
     records = []
-    for index in range(train_count + test_count):
+    bounds = (train_count, train_count + test_count, train_count + test_count + base_count)
+    for index in range(bounds[-1]):
         language = builder.languages[index % len(builder.languages)]
         for _ in range(MAX_DRAWS_PER_EXAMPLE):
             example, tag = builder.build(rng, language, fakes)
@@ -89,8 +97,9 @@ def build_task(name: str, train_count: int, test_count: int, seed: int) -> list[
         else:
             raise RuntimeError(f"{name}: no new question after {MAX_DRAWS_PER_EXAMPLE} draws (ask for fewer)")
         seen.add(example.question)
-        split = "train" if index < train_count else "test"
-        records.append(_record(name, builder.capability, split, index, tag, example))
+        split = next(split for split, bound in zip(SPLITS, bounds, strict=True) if index < bound)
+        record_split = "test" if split == "test" else "train"
+        records.append((split, _record(name, builder.capability, record_split, index, tag, example)))
     return records
 
 
@@ -109,14 +118,20 @@ def _record(task: str, capability: str, split: str, index: int, language: str, e
     return record
 
 
-def build_all(train_per_task: int, test_per_task: int, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """{"train": [...], "test": [...]} over every task of :data:`TASK_BUILDERS`."""
+def build_all(
+    train_per_task: int, test_per_task: int, seed: int, base_per_task: int = 0
+) -> dict[str, list[dict[str, Any]]]:
+    """{"train": [...], "test": [...]} over every task of :data:`TASK_BUILDERS`, and "base" when
+    ``base_per_task`` > 0."""
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    if base_per_task:
+        splits["base"] = []
     for name, builder in TASK_BUILDERS.items():
         train_count = max(1, round(train_per_task * builder.share))
         test_count = max(1, round(test_per_task * builder.share))
-        for record in build_task(name, train_count, test_count, seed):
-            splits[record["split"]].append(record)
+        base_count = round(base_per_task * builder.share) and max(1, round(base_per_task * builder.share))
+        for split, record in build_task(name, train_count, test_count, seed, base_count):
+            splits[split].append(record)
     return splits
 
 
@@ -139,10 +154,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--train-per-task", type=int, default=DEFAULT_TRAIN_PER_TASK)
     parser.add_argument("--test-per-task", type=int, default=DEFAULT_TEST_PER_TASK)
+    parser.add_argument(
+        "--base-per-task",
+        type=int,
+        default=DEFAULT_BASE_PER_TASK,
+        help="also write base.jsonl: records the demo base model trains on, apart from train and test",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
     general_out = args.general_out or args.out.parent / "general"
-    splits = build_all(args.train_per_task, args.test_per_task, args.seed)
+    splits = build_all(args.train_per_task, args.test_per_task, args.seed, args.base_per_task)
     for split, records in splits.items():
         for out, general_set in ((args.out, False), (general_out, True)):
             chosen = [r for r in records if (r["capability"] == GENERAL) == general_set]

@@ -13,7 +13,9 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from nemo_recipes.config.loader import StrictModel
 
-UnitName = Literal["base_eval", "stage1_grpo", "diagnosis", "sft_data", "stage2_sft", "stage3_grpo", "final"]
+UnitName = Literal[
+    "base_eval", "stage1_grpo", "diagnosis", "sft_data", "stage2_sft", "stage3_grpo", "baseline_sft", "final"
+]
 UNITS: tuple[UnitName, ...] = (
     "base_eval",
     "stage1_grpo",
@@ -21,9 +23,11 @@ UNITS: tuple[UnitName, ...] = (
     "sft_data",
     "stage2_sft",
     "stage3_grpo",
+    "baseline_sft",
     "final",
 )
-"""The pipeline's units in order; each leaves `run_dir/<unit>/manifest.json` when it finishes."""
+"""The pipeline's units in order; each leaves `run_dir/<unit>/manifest.json` when it finishes.
+`baseline_sft` runs only with `pipeline.baseline_sft: true`."""
 
 
 class RefineConfig(StrictModel):
@@ -56,6 +60,13 @@ class PipelineConfig(StrictModel):
     """How a launched command starts redone, e.g. [redone] in a container (empty: this Python)."""
     export_hf: bool = True
     """Write the final model as an HF directory (run_dir/final/hf)."""
+    baseline_sft: bool = False
+    """Also run the paper's SFT-only arm (unit baseline_sft, label `sft-only`): SFT from the same base on
+    the SNS training data (`baseline_sft_data`) for as many training examples as the RL-first path used
+    (stage 1's and stage 3's prompts plus stage 2's conversations), evaluated like the stages and
+    compared with stage 3 in the final report."""
+    baseline_sft_data: list[str] | None = None
+    """The SFT-only arm's task records (null: sft_data.sns_data, stage 2's SNS pool)."""
     refine: RefineConfig = Field(default_factory=RefineConfig)
 
 

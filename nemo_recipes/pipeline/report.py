@@ -1,11 +1,12 @@
 """The pipeline's final report: every task across the stages, the seesaw plot, what each unit did.
 
 Writes into `run_dir/final/`: `comparison.md`, `comparison.json`, `tasks.png` and `seesaw.png`
-(eval.report.compare over the base model and the three stages: scores with their 95 % intervals, each
-stage's difference from the one before and the last from the base with paired bootstrap intervals),
-`summary.json` (the scores by stage, for tools and tests) and `report.md` (the stage table with each
-suite score's interval, the diagnosis, stage 3's weights, the comparison), from the eval reports and
-the units' typed outputs (outputs.py). Torch-free.
+(eval.report.compare over the base model and the three stages, and the SFT-only arm when it ran:
+scores with their 95 % intervals, each stage's difference from the one before, the last from the base
+and from the SFT-only arm with paired bootstrap intervals), `summary.json` (the scores and intervals by
+stage, the recipe's claims, for tools and tests) and `report.md` (the stage table with each suite
+score's interval, the claims, the diagnosis, stage 3's weights, the comparison), from the eval reports
+and the units' typed outputs (outputs.py). Torch-free.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 from eval.report import compare, format_score, load_report
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.data.hard_tasks import TaskWeight
+from nemo_recipes.pipeline.claims import BASELINE, check_claims, versus_baseline
 from nemo_recipes.pipeline.manifest import read_manifest
 from nemo_recipes.pipeline.outputs import (
     DiagnosisOutputs,
     EvalUnitOutputs,
     SFTDataOutputs,
-    SuiteScores,
+    TrainingOutputs,
     UnitOutputs,
     read_outputs,
     suite_scores,
@@ -33,19 +35,25 @@ STAGE_LABELS = {
     "stage2_sft": "stage2 SFT",
     "stage3_grpo": "stage3 RL",
 }
-"""The evaluated units, in order, and their names in reports."""
+"""The RL-first path's evaluated units, in order, and their names in reports."""
+BASELINE_UNIT = "baseline_sft"
+EVALUATED = STAGE_LABELS | {BASELINE_UNIT: BASELINE}
+"""Every evaluated unit: the path and the SFT-only arm (when it ran)."""
 
 
-def scores_by_stage(scores: dict[str, dict[str, SuiteScores]]) -> dict:
-    """{"suites": {suite: {label: score}}, "tasks": {task: {label: score}}} from each label's suites."""
+def scores_by_stage(reports: dict[str, dict]) -> dict:
+    """{"suites": {suite: {label: score}}, "tasks": {task: {label: score}}, "intervals": {suite:
+    {label: [lo, hi] or None}}} from each label's eval report."""
     suites: dict[str, dict] = {}
     tasks: dict[str, dict] = {}
-    for label, by_suite in scores.items():
-        for suite, result in by_suite.items():
+    intervals: dict[str, dict] = {}
+    for label, report in reports.items():
+        for suite, result in suite_scores(report).items():
             suites.setdefault(suite, {})[label] = result.score
+            intervals.setdefault(suite, {})[label] = report["suites"][suite].get("interval")
             for task, score in result.tasks.items():
                 tasks.setdefault(task, {})[label] = score
-    return {"suites": suites, "tasks": dict(sorted(tasks.items()))}
+    return {"suites": suites, "tasks": dict(sorted(tasks.items())), "intervals": intervals}
 
 
 def format_scores(
@@ -78,7 +86,7 @@ def _stage_table(root: Path, intervals: dict[str, dict[str, list[float] | None]]
         manifest = read_manifest(root / unit)
         if manifest is None:
             continue
-        outputs = read_outputs(root / unit, EvalUnitOutputs if unit in STAGE_LABELS else UnitOutputs)
+        outputs = read_outputs(root / unit, EvalUnitOutputs if unit in EVALUATED else UnitOutputs)
         cells = [
             unit,
             f"{manifest['seconds']:.0f}",
@@ -90,18 +98,48 @@ def _stage_table(root: Path, intervals: dict[str, dict[str, list[float] | None]]
     return lines
 
 
+def evaluated_reports(root: Path) -> dict[str, dict]:
+    """Label -> eval report of every evaluated unit of the run under `root` (the SFT-only arm's only
+    when it finished)."""
+    reports = {}
+    for unit, label in EVALUATED.items():
+        if unit == BASELINE_UNIT and read_manifest(root / unit) is None:
+            continue
+        reports[label] = load_report(root / unit / "eval") | {"label": label}
+    return reports
+
+
+def _baseline_lines(root: Path, reports: dict[str, dict]) -> list[str]:
+    """The SFT-only comparison in words, with the example budgets both arms trained on."""
+    sentence = versus_baseline(reports)
+    if sentence is None:
+        return []
+    budget = json.loads((root / BASELINE_UNIT / "example_budget.json").read_text(encoding="utf-8"))
+    seen = read_outputs(root / BASELINE_UNIT, TrainingOutputs).training.get("conversations_seen")
+    rl_first = budget["rl_first"]
+    return [
+        "",
+        f"{sentence}.",
+        "",
+        f"Example budget: RL-first {sum(rl_first.values())} ("
+        + ", ".join(f"{unit} {n}" for unit, n in rl_first.items())
+        + f"; a prompt or a conversation counts as one); SFT-only {seen} conversations drawn from "
+        f"{budget['baseline_records']} SNS records.",
+    ]
+
+
 def write_final_report(root: Path, out: Path) -> Path:
     """Write the final report of the pipeline run under `root`; returns report.md."""
-    reports, intervals = {}, {}
-    for unit, label in STAGE_LABELS.items():
-        report = load_report(root / unit / "eval")
-        report["label"] = label
-        reports[label] = report
-        intervals[unit] = suite_intervals(report)
-    comparison = compare(list(reports.values()), out)
-    summary = scores_by_stage({label: suite_scores(report) for label, report in reports.items()})
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    reports = evaluated_reports(root)
+    intervals = {
+        unit: suite_intervals(reports[label]) for unit, label in EVALUATED.items() if label in reports
+    }
+    path = [reports[label] for label in STAGE_LABELS.values()]
+    compare(path, out, reports.get(BASELINE))
     selected = read_outputs(root / "diagnosis", DiagnosisOutputs).selected
+    claims = check_claims(reports, selected)
+    summary = scores_by_stage(reports) | {"claims": [c.to_json() for c in claims]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     stats = read_outputs(root / "sft_data", SFTDataOutputs).stats
     weights_file = root / "stage3_grpo" / "task_weights.json"
     weights = {t: TaskWeight(**w) for t, w in json.loads(weights_file.read_text(encoding="utf-8")).items()}
@@ -115,6 +153,11 @@ def write_final_report(root: Path, out: Path) -> Path:
         "## Units",
         "",
         *_stage_table(root, intervals),
+        "",
+        "## The recipe's claims (paired 95 % intervals)",
+        "",
+        *(f"- {claim.line()}" for claim in claims),
+        *_baseline_lines(root, reports),
         "",
         "## Diagnosis (after stage 1)",
         "",
@@ -133,7 +176,8 @@ def write_final_report(root: Path, out: Path) -> Path:
         rate = "-" if w.pass_rate is None else f"{w.pass_rate:.2f}"
         diagnosed = "yes" if w.diagnosed else ""
         lines.append(f"| {task} | {w.weight:.2f} | {w.base_weight:.2f} | {rate} | {diagnosed} |")
-    lines += ["", comparison.read_text(encoding="utf-8").replace("# Evaluation", "## Scores by stage", 1)]
+    comparison = (out / "comparison.md").read_text(encoding="utf-8")
+    lines += ["", comparison.replace("# Evaluation", "## Scores by stage", 1)]
     report = out / "report.md"
     report.write_text("\n".join(lines), encoding="utf-8")
     return report

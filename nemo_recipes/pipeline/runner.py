@@ -1,6 +1,9 @@
 """`redone run`: the recipe's stages in order, each a unit with its own directory and manifest.
 
-base_eval -> stage1_grpo -> diagnosis -> sft_data -> stage2_sft -> stage3_grpo -> final.
+base_eval -> stage1_grpo -> diagnosis -> sft_data -> stage2_sft -> stage3_grpo -> [baseline_sft] -> final.
+
+`baseline_sft` (with `pipeline.baseline_sft: true`) is the paper's SFT-only arm: SFT from the base on
+the SNS training data for the RL-first path's example budget, evaluated like the stages.
 
 A unit writes the config it runs with (`stage.yaml`, `eval.yaml`: rerun any of them alone with
 `redone grpo|sft|diagnose|build-sft-data|eval`), runs its commands as child processes (output in
@@ -49,7 +52,7 @@ from nemo_recipes.pipeline.outputs import (
     read_outputs,
     suite_scores,
 )
-from nemo_recipes.pipeline.report import STAGE_LABELS, unit_scores, write_final_report
+from nemo_recipes.pipeline.report import EVALUATED, unit_scores, write_final_report
 from nemo_recipes.preflight import preflight
 from nemo_recipes.tasks import load_task_table
 
@@ -116,7 +119,7 @@ class Pipeline:
         return Command(
             lambda: [
                 *("eval", str(model()), "--config", str(out / "eval.yaml"), "--out", str(out / "eval")),
-                *("--label", STAGE_LABELS[unit], "--no-progress"),
+                *("--label", EVALUATED[unit], "--no-progress"),
             ]
         )
 
@@ -266,6 +269,45 @@ class Pipeline:
         weights = hard_task_weights(tasks, base, selected, rates, self.cfg.pipeline.refine)
         return {t: asdict(w) for t, w in weights.items()}
 
+    def example_budget(self) -> dict[str, int]:
+        """The training examples of the RL-first path: stage 1's and stage 3's prompts (steps x
+        prompts_per_step, the stages ran to their end) and stage 2's conversations (its metrics)."""
+        grpo, refine = self.cfg.grpo, self.cfg.pipeline.refine
+        stage2 = self.outputs("stage2_sft", TrainingOutputs).training
+        if "conversations_seen" not in stage2:
+            raise PipelineError(
+                "stage2_sft's metrics do not count its conversations: rerun it (--from stage2_sft)"
+            )
+        return {
+            "stage1_grpo": grpo.train_steps * grpo.prompts_per_step,
+            "stage2_sft": int(stage2["conversations_seen"]),
+            "stage3_grpo": (refine.train_steps or grpo.train_steps) * grpo.prompts_per_step,
+        }
+
+    def plan_baseline_sft(self) -> Plan:
+        """SFT-only: the base, SFT on the SNS task records for as many examples as the RL-first path
+        (epochs = budget / records, so that it sees about as many conversations)."""
+        data = self.cfg.pipeline.baseline_sft_data or self.cfg.sft_data.sns_data
+        key = "pipeline.baseline_sft_data" if self.cfg.pipeline.baseline_sft_data else "sft_data.sns_data"
+        table = load_task_table(*self.cfg.task_tables)
+        records = len(read_prompt_records(data, table, self.cfg.sft.on_bad_record, key).records)
+        budget = self.example_budget()
+        plan = self.plan_training(
+            "baseline_sft",
+            "sft",
+            self.checkpoint("base_eval"),
+            data,
+            **{
+                "sft.train_data": data,
+                "sft.record_format": "task",
+                "sft.valid_data": [],
+                "sft.train_steps": None,
+                "sft.epochs": sum(budget.values()) / records,
+            },
+        )
+        plan.files["example_budget.json"] = {"rl_first": budget, "baseline_records": records}
+        return plan
+
     def plan_final(self) -> Plan:
         stage3 = self.checkpoint("stage3_grpo")
         hf = self.dir("final") / "hf"
@@ -298,6 +340,8 @@ class Pipeline:
             self.set_aside(redo_from)
         parent_manifest = None
         for unit in UNIT_TABLE:
+            if not self.enabled(unit):
+                continue
             finished = read_manifest(self.dir(unit))
             plan = self.plan(unit)
             digest = config_hash(plan.files)
@@ -316,6 +360,10 @@ class Pipeline:
                 return 0
         self.say(f"report: {self.dir('final') / 'report.md'}")
         return 0
+
+    def enabled(self, unit: UnitName) -> bool:
+        """Every unit runs but the SFT-only arm, which runs with `pipeline.baseline_sft: true`."""
+        return unit != "baseline_sft" or self.cfg.pipeline.baseline_sft
 
     def recorded_files(self, unit: str) -> dict | None:
         """The config files an interrupted attempt of `unit` wrote, as a pseudo-manifest (or None)."""
@@ -431,6 +479,7 @@ UNIT_TABLE: dict[UnitName, Unit] = {
     "sft_data": Unit(Pipeline.plan_sft_data, SFTDataOutputs),
     "stage2_sft": Unit(Pipeline.plan_stage2_sft, TrainingOutputs),
     "stage3_grpo": Unit(Pipeline.plan_stage3_grpo, TrainingOutputs),
+    "baseline_sft": Unit(Pipeline.plan_baseline_sft, TrainingOutputs),
     "final": Unit(Pipeline.plan_final, FinalOutputs),
 }
 """The units in the order they run: the order of config.pipeline.UNITS (a test checks that they agree)."""

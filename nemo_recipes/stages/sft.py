@@ -97,6 +97,12 @@ def global_batch_indices(step: int, num_rows: int, global_batch: int, seed: int)
     return out
 
 
+def conversations_in(rows: list, step: int, sft: SFTConfig, seed: int) -> int:
+    """Conversations (packed documents) in the global batch of `step`: the examples it trains on."""
+    indices = global_batch_indices(step, len(rows), sft.global_batch_size, seed)
+    return sum(len(rows[i].document_lengths) for i in indices)
+
+
 def micro_batches(
     rows: list, indices: Sequence[int], micro_batch_size: int, dp_rank: int, dp_size: int
 ) -> list:
@@ -192,7 +198,9 @@ def _train(
 ) -> StageOutcome:
     """The steps left: train, evaluate at the interval, log, checkpoint; a stop signal ends it early."""
     sft, state, optimizer = cfg.sft, policy.state, policy.optimizer
+    seen = sum(conversations_in(train_rows, step, sft, cfg.seed) for step in range(state.step))
     while state.step < total_steps:
+        seen += conversations_in(train_rows, state.step, sft, cfg.seed)
         result = train_step(
             policy.model, optimizer, policy.scheduler, train_rows, state.step, sft, cfg.seed, *replica
         )
@@ -206,10 +214,12 @@ def _train(
             "tokens_per_s": sft.global_batch_size * sft.seq_length / result.seconds,
             "step_seconds": result.seconds,
             "update_skipped": result.update_skipped,
+            "conversations_seen": seen,
         }
-        if valid_rows and (state.step % sft.eval_interval_steps == 0 or state.step == total_steps):
+        last = state.step == total_steps
+        if valid_rows and (state.step % sft.eval_interval_steps == 0 or last):
             metrics["val_loss"] = evaluate(policy.model, valid_rows, sft, *replica)
-        if logger and (state.step % cfg.logging.log_interval_steps == 0 or "val_loss" in metrics):
+        if logger and (state.step % cfg.logging.log_interval_steps == 0 or last):
             logger.log(state.step, metrics)
         if policy.checkpoint_if_due(total_steps):
             return policy.stopped("sft")

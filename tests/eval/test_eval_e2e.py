@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import run_cli, signal_tree, start_cli, wait_until
 
 TASKS = "sns_taxonomy,general_arithmetic,sns_translation_zh2en,sns_translation_en2zh"
-ITEMS = 100  # 25 test records per task in sns_demo/test.jsonl and general/test.jsonl
+ITEMS = 240  # 60 test records per task in sns_demo/test.jsonl and general/test.jsonl
 
 
 def eval_args(model: Path, out: Path) -> list[str]:

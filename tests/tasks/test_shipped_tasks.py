@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from data_prep.sns_synth.build import TASK_BUILDERS, build_all, main
+from data_prep.sns_synth.build import (
+    DEFAULT_BASE_PER_TASK,
+    DEFAULT_SEED,
+    DEFAULT_TEST_PER_TASK,
+    DEFAULT_TRAIN_PER_TASK,
+    TASK_BUILDERS,
+    build_all,
+    main,
+)
 from nemo_recipes.tasks import TaskRecord, TaskTable, load_task_table, read_task_records, score_batch
 from nemo_recipes.tasks.sandbox import network_namespace_command
 from tests.conftest import REPO
@@ -81,7 +89,7 @@ def test_every_reference_scores_one(table, records) -> None:  # type: ignore[no-
 
 
 def test_generator_is_deterministic_and_matches_the_shipped_files() -> None:
-    splits = build_all(train_per_task=100, test_per_task=25, seed=20251107)
+    splits = build_all(DEFAULT_TRAIN_PER_TASK, DEFAULT_TEST_PER_TASK, DEFAULT_SEED, DEFAULT_BASE_PER_TASK)
     for split, built in splits.items():
         shipped = [
             line
@@ -114,7 +122,18 @@ def test_generator_other_sizes_and_seeds(tmp_path: Path) -> None:
 
 
 def test_generator_writes_the_general_tasks_beside_the_sns_set(tmp_path: Path) -> None:
-    main(["--out", str(tmp_path / "sns"), "--train-per-task", "2", "--test-per-task", "1"])
+    main(
+        [
+            "--out",
+            str(tmp_path / "sns"),
+            "--train-per-task",
+            "2",
+            "--test-per-task",
+            "1",
+            "--base-per-task",
+            "1",
+        ]
+    )
     sns, general = load_task_table("sns_demo"), load_task_table("general")
     assert {r.task for r in read_task_records(tmp_path / "sns" / "train.jsonl", sns).records} == set(
         sns.names
@@ -122,3 +141,5 @@ def test_generator_writes_the_general_tasks_beside_the_sns_set(tmp_path: Path) -
     assert {r.task for r in read_task_records(tmp_path / "general" / "test.jsonl", general).records} == set(
         general.names
     )
+    base = read_task_records(tmp_path / "sns" / "base.jsonl", sns).records
+    assert {r.task for r in base} == set(sns.names) and {r.split for r in base} == {"train"}
