@@ -3,8 +3,11 @@ a weights-only checkpoint carries, the `latest` pointer of a run's checkpoints. 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from nemo_recipes.config.loader import ConfigError
 
@@ -12,6 +15,11 @@ STATE_FILE = "trainer_state.json"
 """Written last into a training checkpoint: its presence means the checkpoint is complete."""
 WEIGHTS_FILE = "weights_info.json"
 """Written last into a weights-only checkpoint (an HF import, `redone init-model`)."""
+LORA_FILE = "lora.json"
+"""In a LoRA training checkpoint (adapters and their optimizer state only): the adapters' settings
+(`model.lora`) and the frozen base they train on, by path and sha256 of its weight files."""
+NOT_WEIGHTS = (STATE_FILE, LORA_FILE, "latest")
+"""Files of a checkpoint directory outside its weights (with rng_rank*.pt): left out of its hash."""
 HF_SOURCE_DIR = "hf_source"
 """In a weights-only checkpoint: the HF config.json and tokenizer it was made with, so that exporting or
 evaluating it needs no flags."""
@@ -73,3 +81,37 @@ def latest_checkpoint(ckpt_root: Path) -> Path | None:
             f"{pointer} names {path.name}, which is not a complete checkpoint (no {STATE_FILE})"
         )
     return path
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 over a model directory's weight files, in name order: an HF directory's *.safetensors, or
+    every file of one of our checkpoints but its markers and RNG states (names and contents)."""
+    path = Path(path)
+    if is_hf_dir(path):
+        files = sorted(path.glob("*.safetensors"))
+    else:
+        files = sorted(
+            f
+            for f in path.rglob("*")
+            if f.is_file()
+            and f.name not in NOT_WEIGHTS
+            and not f.name.startswith("rng_rank")
+            and HF_SOURCE_DIR not in f.relative_to(path).parts
+        )
+    if not files:
+        raise FileNotFoundError(f"{path}: no weight files to hash")
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as stream:
+            while block := stream.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_lora_record(ckpt: Path) -> dict[str, Any] | None:
+    """The LoRA record of a checkpoint (`LORA_FILE`: settings, base path and sha256), None without one."""
+    path = Path(ckpt) / LORA_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))

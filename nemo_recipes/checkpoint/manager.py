@@ -26,7 +26,14 @@ import torch.distributed as dist
 from megatron.core import dist_checkpointing, parallel_state, tensor_parallel
 
 from nemo_recipes import preemption
-from nemo_recipes.checkpoint.files import HF_SOURCE_DIR, STATE_FILE, WEIGHTS_FILE, copy_hf_source
+from nemo_recipes.checkpoint.files import (
+    HF_SOURCE_DIR,
+    LORA_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    copy_hf_source,
+    read_lora_record,
+)
 from nemo_recipes.checkpoint.optimizer_state import load_optimizer_state, optimizer_sharded_state_dict
 from nemo_recipes.config.training import CheckpointConfig
 
@@ -56,10 +63,38 @@ def bare_chunks(model: list) -> list[torch.nn.Module]:
 
 
 def model_sharded_state_dict(model: list) -> dict[str, Any]:
-    chunks = bare_chunks(model)
+    """Every weight of the model (the base alone where it carries adapters)."""
+    return _sharded(bare_chunks(model), "model")
+
+
+def trained_chunks(model: list) -> list[torch.nn.Module]:
+    """What a training checkpoint holds of each chunk: its adapters where it carries them (`model.lora`:
+    an `adapters` module beside the frozen base, see nemo_recipes.model.lora), else the whole model."""
+    out = []
+    for chunk in model:
+        m = chunk
+        while not isinstance(getattr(m, "adapters", None), torch.nn.Module) and hasattr(m, "module"):
+            m = m.module
+        out.append(getattr(m, "adapters", m))
+    return out
+
+
+def trained_sharded_state_dict(model: list) -> dict[str, Any]:
+    """The trained weights' sharded state dict: the adapters ("lora" keys) or the whole model ("model")."""
+    chunks = trained_chunks(model)
+    return _sharded(chunks, "model" if chunks == bare_chunks(model) else "lora")
+
+
+def _sharded(chunks: list[torch.nn.Module], name: str) -> dict[str, Any]:
     if len(chunks) == 1:
-        return {"model": chunks[0].sharded_state_dict()}
-    return {f"model{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
+        return {name: chunks[0].sharded_state_dict()}
+    return {f"{name}{i}": c.sharded_state_dict() for i, c in enumerate(chunks)}
+
+
+def _load_sharded(path: Path, chunks: list[torch.nn.Module], sharded: dict[str, Any]) -> None:
+    loaded = dist_checkpointing.load(sharded, str(path))
+    for key, chunk in zip(sorted(loaded), chunks, strict=True):
+        chunk.load_state_dict(loaded[key], strict=True)
 
 
 def current_layout() -> dict[str, int]:
@@ -113,9 +148,18 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(
-    ckpt_root: Path, model: list, optimizer, state: TrainerState, ckpt_cfg: CheckpointConfig
+    ckpt_root: Path,
+    model: list,
+    optimizer,
+    state: TrainerState,
+    ckpt_cfg: CheckpointConfig,
+    lora_record: dict[str, Any] | None = None,
 ) -> Path:
-    """Collective: every rank calls it. Returns the final directory."""
+    """Collective: every rank calls it. Returns the final directory.
+
+    The trained weights are saved (`trained_chunks`): with adapters, those alone and `lora_record`
+    (their settings, the base's path and sha256) as `LORA_FILE`.
+    """
     final = ckpt_root / checkpoint_name(state.step)
     partial = ckpt_root / (final.name + ".partial")
     if _rank0():
@@ -127,7 +171,7 @@ def save_checkpoint(
         partial.mkdir()
     dist.barrier()
 
-    sharded = model_sharded_state_dict(model)
+    sharded = trained_sharded_state_dict(model)
     sharded["optimizer"] = optimizer_sharded_state_dict(optimizer, sharded, ckpt_cfg.optimizer_format)
     with preemption.signals_held():  # a stop signal must not kill the writer's worker processes
         dist_checkpointing.save(sharded, str(partial))
@@ -135,6 +179,8 @@ def save_checkpoint(
     dist.barrier()
 
     if _rank0():
+        if lora_record is not None:
+            _atomic_write(partial / LORA_FILE, json.dumps(lora_record, indent=1))
         state.layout = current_layout()
         _atomic_write(partial / STATE_FILE, json.dumps(asdict(state), indent=1))
         os.replace(partial, final)
@@ -177,19 +223,31 @@ def load_model_weights(path: Path, model: list) -> None:
     """Weights only (any TP/PP layout): for starting a stage from another stage's checkpoint."""
     if not ((path / STATE_FILE).is_file() or (path / WEIGHTS_FILE).is_file()):
         raise FileNotFoundError(f"{path}: not a complete checkpoint (no {STATE_FILE} or {WEIGHTS_FILE})")
-    sharded = model_sharded_state_dict(model)
-    loaded = dist_checkpointing.load(sharded, str(path))
-    for key, chunk in zip(
-        sorted(k for k in loaded if k.startswith("model")), bare_chunks(model), strict=True
-    ):
-        chunk.load_state_dict(loaded[key], strict=True)
+    if read_lora_record(path) is not None:
+        raise ValueError(
+            f"{path}: a LoRA checkpoint holds adapters only, not a whole model; export it merged first "
+            "(redone convert mcore-to-hf) or load it through its base"
+        )
+    _load_sharded(path, bare_chunks(model), model_sharded_state_dict(model))
+
+
+def load_trained_weights(path: Path, model: list) -> None:
+    """A training checkpoint's trained weights (adapters, or the whole model) into `model` (collective)."""
+    adapters = trained_chunks(model) != bare_chunks(model)
+    if adapters != (read_lora_record(path) is not None):
+        raise ValueError(
+            f"{path}: a {'LoRA' if not adapters else 'full'} checkpoint cannot resume a "
+            f"{'LoRA' if adapters else 'full'} run (model.lora must match the run that saved it)"
+        )
+    _load_sharded(path, trained_chunks(model), trained_sharded_state_dict(model))
 
 
 def load_checkpoint(path: Path, model: list, optimizer, ckpt_cfg: CheckpointConfig) -> TrainerState:
-    """Weights, optimizer, scheduler state, RNG and data position (collective)."""
+    """Trained weights, optimizer, scheduler state, RNG and data position (collective). With adapters,
+    the frozen base must be loaded already (it is not in the checkpoint)."""
     state = TrainerState(**json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
-    load_model_weights(path, model)
-    load_optimizer_state(optimizer, model_sharded_state_dict(model), str(path), ckpt_cfg.optimizer_format)
+    load_trained_weights(path, model)
+    load_optimizer_state(optimizer, trained_sharded_state_dict(model), str(path), ckpt_cfg.optimizer_format)
     rng_file = _rng_file(path)
     if state.layout == current_layout() and rng_file.is_file():
         _set_rng_state(torch.load(rng_file, weights_only=False))

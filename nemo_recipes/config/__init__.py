@@ -184,6 +184,14 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             f"engine.dtype {cfg.engine.dtype} differs from model.dtype {cfg.model.dtype}: GRPO's engine "
             "samples the trainer's policy in the trainer's dtype (use auto)"
         )
+    lora = cfg.model.lora
+    if lora is not None and cfg.model.init_from is None:
+        raise ConfigError("model.lora needs model.init_from: the frozen base the adapters train on")
+    if lora is not None and lora.rank % par.tensor_model_parallel_size:
+        raise ConfigError(
+            f"model.lora.rank {lora.rank} must be divisible by parallel.tensor_model_parallel_size "
+            f"{par.tensor_model_parallel_size} (A of a column-parallel layer is split along the rank)"
+        )
     if stage == "grpo" and cfg.grpo.loss.kl_coef > 0 and cfg.model.init_from is None:
         raise ConfigError(
             f"grpo.loss.kl_coef {cfg.grpo.loss.kl_coef} needs a reference model: set model.init_from "

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError, StrictModel
+
+LoRATarget = Literal["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
+"""megatron-core's names of the linear layers LoRA adapts, by role: attention qkv / output projection,
+MLP fc1 (gate and up) / fc2 (down)."""
+LORA_TARGETS: tuple[str, ...] = get_args(LoRATarget)
+
+
+class LoRAConfig(StrictModel):
+    """Low-rank adapters (LoRA) on the frozen base: y = W x + (alpha / rank) B A dropout(x)."""
+
+    rank: PositiveInt = 16
+    """The adapters' rank r (A: r x in, B: out x r); must be divisible by the tensor-parallel size."""
+    alpha: PositiveFloat = 32.0
+    """Scale numerator: the adapter's output is multiplied by alpha / rank (as PEFT does)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the adapter's input during training (PEFT's lora_dropout)."""
+    target_modules: list[LoRATarget] = Field(default_factory=lambda: list(LORA_TARGETS), min_length=1)
+    """Layers adapted, by role: linear_qkv (q/k/v), linear_proj (o), linear_fc1 (gate/up), linear_fc2
+    (down). MoE models: attention only (experts are not adapted)."""
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
 
 
 class ModelConfig(StrictModel):
@@ -34,6 +57,9 @@ class ModelConfig(StrictModel):
     """Standard deviation of the random initialisation (model.init_from unset)."""
     recompute: Literal["full", "selective"] | None = None
     """Activation recomputation: full layers, the attention core only (selective), or none."""
+    lora: LoRAConfig | None = None
+    """Train low-rank adapters on a frozen base (model.init_from) instead of every weight; None = off.
+    Setting any key turns it on (`--set model.lora.rank=16`, or `model.lora: {}` for the defaults)."""
 
     def hf_config_file(self) -> Path:
         """The config.json `hf_config` names."""

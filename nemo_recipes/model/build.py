@@ -30,6 +30,7 @@ from megatron.core.transformer.spec_utils import ModuleSpec
 
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ModelConfig, ParallelConfig, hf_num_experts
+from nemo_recipes.model.lora import apply_lora
 from nemo_recipes.model.packed_attention import PackedDotProductAttention
 
 if not moe_utils.HAVE_TE:
@@ -253,7 +254,9 @@ def build_gpt_chunks(cfg: TransformerConfig, arch: ArchSpec, impl: str) -> list[
     return chunks
 
 
-def wrap_for_training(chunks: list[GPTModel], cfg: TransformerConfig, parallel_cfg: ParallelConfig) -> list:
+def wrap_for_training(
+    chunks: list[torch.nn.Module], cfg: TransformerConfig, parallel_cfg: ParallelConfig
+) -> list:
     """bf16 wrapper when asked, then megatron-core DDP (grad buckets, distributed optimizer)."""
     ddp_cfg = DistributedDataParallelConfig(
         grad_reduce_in_fp32=True,
@@ -274,10 +277,17 @@ def wrap_for_training(chunks: list[GPTModel], cfg: TransformerConfig, parallel_c
 
 
 def build_model(
-    model_cfg: ModelConfig, parallel_cfg: ParallelConfig
+    model_cfg: ModelConfig, parallel_cfg: ParallelConfig, seed: int = 0
 ) -> tuple[list, TransformerConfig, ArchSpec]:
-    """Model chunks ready for training on this rank (parallel state must be initialised)."""
+    """Model chunks ready for training on this rank (parallel state must be initialised).
+
+    With `model.lora` the chunks are frozen and carry adapters (`nemo_recipes.model.lora`), whose
+    initial A is drawn from `seed`; only the adapters get gradient buffers and optimizer state.
+    """
     impl = resolve_transformer_impl(model_cfg, parallel_cfg)
     source = str(model_cfg.hf_config_file())
     cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl, source)
-    return wrap_for_training(build_gpt_chunks(cfg, arch, impl), cfg, parallel_cfg), cfg, arch
+    chunks = build_gpt_chunks(cfg, arch, impl)
+    if model_cfg.lora is not None:
+        chunks = apply_lora(chunks, model_cfg.lora, seed)
+    return wrap_for_training(chunks, cfg, parallel_cfg), cfg, arch

@@ -19,6 +19,7 @@ from nemo_recipes.parallel.distributed import init_distributed, is_logging_rank,
 import torch
 from megatron.core import parallel_state
 
+from conversion.lora import check_resumable, load_lora_base
 from conversion.weights import initialize_from
 from nemo_recipes import preemption
 from nemo_recipes.checkpoint.files import latest_checkpoint
@@ -81,6 +82,8 @@ class Policy:
     """The weights a fresh start loaded from `model.init_from` (None: resumed, or random weights)."""
     last_checkpoint: Path | None
     """The stage's newest checkpoint: the one resumed, then each one saved."""
+    lora_record: dict[str, Any] | None = None
+    """With model.lora: the adapters' settings and the frozen base (path, sha256) each checkpoint keeps."""
 
     def checkpoint_if_due(self, total_steps: int) -> bool:
         """After a step (collective): save at the interval, at the last step or on a stop signal.
@@ -92,7 +95,7 @@ class Policy:
         if stop or step % self.ckpt_cfg.save_interval_steps == 0 or step == total_steps:
             self.state.scheduler = self.scheduler.state_dict()
             self.last_checkpoint = save_checkpoint(
-                self.checkpoints, self.model, self.optimizer, self.state, self.ckpt_cfg
+                self.checkpoints, self.model, self.optimizer, self.state, self.ckpt_cfg, self.lora_record
             )
         return stop
 
@@ -117,16 +120,22 @@ def build_policy(
 ) -> Policy:
     """Model and optimizer on this rank (collective), resumed from the stage's latest checkpoint with
     `checkpoint.resume: auto`, else initialised from `model.init_from` when it is set. The schedule
-    spans `total_steps` stage steps of `updates_per_step` optimizer updates each."""
-    model, _, arch = build_model(cfg.model, cfg.parallel)
+    spans `total_steps` stage steps of `updates_per_step` optimizer updates each. With `model.lora`
+    the base always comes from `model.init_from` and a checkpoint holds the adapters only."""
+    model, _, arch = build_model(cfg.model, cfg.parallel, seed=cfg.seed)
     optimizer, scheduler = build_optimizer(model, optimizer_cfg, cfg.parallel, total_steps, updates_per_step)
     checkpoints = cfg.run_dir / "checkpoints"
     resumed_from = latest_checkpoint(checkpoints) if ckpt_cfg.resume == "auto" else None
     state = TrainerState(step=0, consumed_rows=0, scheduler={}, layout=current_layout())
-    initialized_from = None
+    initialized_from, lora_record = None, None
+    if cfg.model.lora is not None:
+        lora_record = load_lora_base(cfg.model, model)
+        initialized_from = Path(lora_record["base"]) if resumed_from is None else None
     if resumed_from is not None:
+        if lora_record is not None:
+            check_resumable(resumed_from, lora_record)
         state = load_checkpoint(resumed_from, model, optimizer, ckpt_cfg)
-    elif cfg.model.init_from is not None:
+    elif cfg.model.init_from is not None and lora_record is None:
         initialized_from = initialize_from(cfg.model.init_from, model, cfg.model.hf_import_cache)
     position_schedule(scheduler, state.scheduler)
     return Policy(
@@ -140,6 +149,7 @@ def build_policy(
         resumed_from,
         initialized_from,
         last_checkpoint=resumed_from,
+        lora_record=lora_record,
     )
 
 
