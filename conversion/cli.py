@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", help="shipped tokenizer name or HF dir (default: the run's config.yaml)")
     p.add_argument("--dtype", choices=DTYPE_CHOICES, default="bfloat16")
     p.add_argument("--max-shard-mb", type=int, default=5000, help="safetensors shard size limit")
+    p.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="a LoRA checkpoint: write its adapter as a PEFT directory instead of the merged model",
+    )
 
     p = sub.add_parser("verify", help="compare logits of an HF directory and a checkpoint")
     p.add_argument("hf_dir", type=Path)
@@ -74,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
         from conversion.convert import mcore_to_hf
 
         out = mcore_to_hf(
-            args.ckpt_dir, args.out_dir, args.hf_config, args.tokenizer, args.dtype, args.max_shard_mb
+            args.ckpt_dir,
+            args.out_dir,
+            args.hf_config,
+            args.tokenizer,
+            args.dtype,
+            args.max_shard_mb,
+            args.adapter_only,
         )
     else:
         return _verify(args)

@@ -30,6 +30,7 @@ from conversion.hf_io import (
     write_safetensors_shards,
     write_tokenizer,
 )
+from conversion.lora import iter_peft_tensors, load_lora_checkpoint, lora_settings, write_peft_adapter
 from conversion.weights import iter_hf_weights, load_hf_weights
 from nemo_recipes.checkpoint.files import HF_SOURCE_DIR, STATE_FILE, WEIGHTS_FILE
 from nemo_recipes.checkpoint.manager import (
@@ -40,7 +41,7 @@ from nemo_recipes.checkpoint.manager import (
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import load_config
-from nemo_recipes.config.model import ModelConfig, ParallelConfig
+from nemo_recipes.config.model import LoRAConfig, ModelConfig, ParallelConfig
 from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import (
     ArchSpec,
@@ -48,6 +49,7 @@ from nemo_recipes.model.build import (
     resolve_transformer_impl,
     transformer_config,
 )
+from nemo_recipes.model.lora import apply_lora, lora_model
 
 """Inside a converted checkpoint: the source config.json, generation config and tokenizer files."""
 
@@ -66,16 +68,21 @@ def model_parallel(tp: int, pp: int) -> Iterator[ParallelConfig]:
         shutdown()
 
 
-def build_for_conversion(hf: dict, dtype: str, parallel: ParallelConfig) -> tuple[list, ArchSpec]:
-    """Bare model chunks for this rank from our builder, in `dtype` throughout (as training holds them).
+def build_for_conversion(
+    hf: dict, dtype: str, parallel: ParallelConfig, lora: LoRAConfig | None = None
+) -> tuple[list, ArchSpec]:
+    """Bare model chunks for this rank from our builder, in `dtype` throughout (as training holds them),
+    with adapters of the settings `lora` when given (to load a LoRA checkpoint).
 
     Weights are initialised as usual: megatron sets the tensor-parallel attributes the TP gather needs
     during initialisation, so skipping it would silently break the export at TP > 1.
     """
-    model_cfg = ModelConfig(dtype=dtype)
+    model_cfg = ModelConfig(dtype=dtype, transformer_impl="local" if lora else "auto")
     impl = resolve_transformer_impl(model_cfg)
     cfg, arch = transformer_config(hf, model_cfg, parallel, impl)
     chunks = build_gpt_chunks(cfg, arch, impl)
+    if lora is not None:
+        chunks = apply_lora(chunks, lora, seed=0)  # the checkpoint's adapters replace the initial ones
     if dtype == "bfloat16":  # what Float16Module does in training: norms too
         chunks = [c.bfloat16() for c in chunks]
     if torch.cuda.is_available():
@@ -168,11 +175,15 @@ def check_checkpoint(ckpt: Path, chunks: list) -> None:
 
 
 def checkpoint_dtype(ckpt: Path) -> str:
-    """The dtype the weights of a complete checkpoint were saved in."""
+    """The dtype the weights of a complete checkpoint were saved in (a LoRA checkpoint: its adapters',
+    the dtype its run trained in)."""
     if not ((ckpt / STATE_FILE).is_file() or (ckpt / WEIGHTS_FILE).is_file()):
         raise ConversionError(f"{ckpt}: not a complete checkpoint (no {STATE_FILE} or {WEIGHTS_FILE})")
     meta = dist_checkpointing.load_tensors_metadata(str(ckpt))
-    dtype = meta["embedding.word_embeddings.weight"].dtype
+    key = "embedding.word_embeddings.weight"
+    if key not in meta:  # adapters only
+        key = min(k for k in meta if k.startswith("lora.") and k.endswith(".weight"))
+    dtype = meta[key].dtype
     names = {v: k for k, v in DTYPES.items()}
     if dtype not in names:
         raise ConversionError(f"{ckpt}: weights are {dtype}; supported: {sorted(names.values())}")
@@ -186,16 +197,36 @@ def mcore_to_hf(
     tokenizer: str | None = None,
     dtype: str = "bfloat16",
     max_shard_mb: int = 5000,
+    adapter_only: bool = False,
 ) -> Path:
-    """Export a checkpoint (training or weights-only) as a serving-ready HF directory at `out`."""
+    """Export a checkpoint (training or weights-only) as a serving-ready HF directory at `out`.
+
+    A LoRA checkpoint is loaded on its base (checked by sha256) and exported merged, or with
+    `adapter_only` as a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    """
+    lora = lora_settings(ckpt)
+    if adapter_only and lora is None:
+        raise ConversionError(f"{ckpt}: --adapter-only needs a LoRA checkpoint (one trained with model.lora)")
     config_dir, tokenizer_dir = export_sources(ckpt, hf_config, tokenizer)
     hf = read_hf_config(config_dir)
     _check_new(out)
     with model_parallel(1, 1) as parallel:
         staging = _fresh_staging(out)
-        chunks, arch = build_for_conversion(hf, checkpoint_dtype(ckpt), parallel)
-        check_checkpoint(ckpt, chunks)
-        load_model_weights(ckpt, chunks)
+        chunks, arch = build_for_conversion(hf, checkpoint_dtype(ckpt), parallel, lora)
+        if lora is None:
+            check_checkpoint(ckpt, chunks)
+            load_model_weights(ckpt, chunks)
+        else:
+            base = load_lora_checkpoint(ckpt, chunks)
+            if adapter_only:
+                tensors = iter_peft_tensors(chunks)
+                if _rank0():
+                    write_peft_adapter(staging, tensors, lora, str(base), DTYPES[dtype])
+                    os.replace(staging, out)
+                dist.barrier()
+                return out
+            for chunk in chunks:
+                lora_model(chunk).merge_()
         tensors = (
             (name, t.to(DTYPES[dtype]))
             for name, t in iter_hf_weights(chunks, arch.model_type, with_tied_lm_head=False)

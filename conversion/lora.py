@@ -123,7 +123,7 @@ def iter_peft_tensors(model: list) -> Iterator[tuple[str, torch.Tensor]]:
     for adapter in iter_adapter_weights(model):
         for part, b in adapter.b.items():
             module = f"{PEFT_PREFIX}.{adapter.layer}.{PEFT_MODULES[(adapter.role, part)]}"
-            local[f"{module}.lora_A.weight"] = adapter.a.cpu()
+            local[f"{module}.lora_A.weight"] = adapter.a.cpu().clone()  # q, k, v: one A, three copies
             local[f"{module}.lora_B.weight"] = b.cpu()
     group = parallel_state.get_pipeline_model_parallel_group()
     stages: list[dict[str, torch.Tensor] | None] = [None] * dist.get_world_size(group)

@@ -19,6 +19,7 @@ from megatron.core.tensor_parallel import gather_from_tensor_model_parallel_regi
 
 from conversion.convert import build_for_conversion, model_parallel
 from conversion.hf_config import check_layout, read_hf_config
+from conversion.lora import load_lora_checkpoint, lora_settings
 from conversion.mapping import bare_model
 from conversion.weights import load_hf_weights
 from nemo_recipes.checkpoint.files import is_hf_dir
@@ -123,7 +124,8 @@ def hf_logits(hf_dir: Path, prompts: list[list[int]]) -> list[torch.Tensor]:
 
 
 def verify(hf_dir: Path, ckpt: Path, tp: int = 1, pp: int = 1) -> LogitsReport | None:
-    """Logits of `ckpt` (our checkpoint or an HF directory), run in megatron at fp32, vs `hf_dir`.
+    """Logits of `ckpt` (our checkpoint, a LoRA one on its base, or an HF directory), run in megatron
+    at fp32, vs `hf_dir`.
 
     Collective; the report is returned on global rank 0 (None elsewhere), which alone runs transformers.
     """
@@ -133,9 +135,12 @@ def verify(hf_dir: Path, ckpt: Path, tp: int = 1, pp: int = 1) -> LogitsReport |
     first = read_launch_env().rank == 0
     reference = hf_logits(hf_dir, prompts) if first else None
     with model_parallel(tp, pp) as parallel:
-        chunks, _ = build_for_conversion(hf, "float32", parallel)
+        lora = None if is_hf_dir(ckpt) else lora_settings(ckpt)
+        chunks, _ = build_for_conversion(hf, "float32", parallel, lora)
         if is_hf_dir(ckpt):  # straight through the mapping: verify must not read a cached import
             load_hf_weights(chunks, ckpt)
+        elif lora is not None:  # the adapters unmerged, on their base
+            load_lora_checkpoint(ckpt, chunks)
         else:
             load_model_weights(ckpt, chunks)
         test = [megatron_logits(chunks, p) for p in prompts]

@@ -92,8 +92,8 @@ def _sharded(chunks: list[torch.nn.Module], name: str) -> dict[str, Any]:
 
 
 def _load_sharded(path: Path, chunks: list[torch.nn.Module], sharded: dict[str, Any]) -> None:
-    loaded = dist_checkpointing.load(sharded, str(path))
-    for key, chunk in zip(sorted(loaded), chunks, strict=True):
+    loaded = dist_checkpointing.load(sharded, str(path))  # also returns the common (non-tensor) state
+    for key, chunk in zip(sorted(sharded), chunks, strict=True):
         chunk.load_state_dict(loaded[key], strict=True)
 
 
