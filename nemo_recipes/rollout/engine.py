@@ -6,6 +6,7 @@ A second backend (SGLang, an HTTP server) is one new module implementing `Rollou
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -29,6 +30,10 @@ class RolloutEngine(Protocol):
 
     def refit(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Replace the engine's weights with these HF-named full tensors (consumes the whole iterable)."""
+        ...
+
+    def refit_adapter(self, adapter_dir: Path) -> None:
+        """Serve the weights with this PEFT adapter directory instead of the last one (model.lora)."""
         ...
 
     def sleep(self) -> None:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
+import torch
+
+from conversion.lora import iter_peft_tensors, write_peft_adapter
 from conversion.weights import iter_hf_weights
+from nemo_recipes.config.model import LoRAConfig
 from nemo_recipes.rollout.engine import RolloutEngine
 
 
@@ -23,4 +28,24 @@ def refit_engine(model_chunks: list, model_type: str, engine: RolloutEngine | No
     unread = sum(1 for _ in weights)  # other ranks: run the gathers; engine rank: must be none left
     if engine is not None and unread:
         raise RuntimeError(f"the engine's refit left {unread} weight tensors unread")
+    return time.perf_counter() - start
+
+
+def refit_adapter(
+    model_chunks: list, lora: LoRAConfig, engine: RolloutEngine | None, adapter_dir: Path, dtype: str
+) -> float:
+    """Push the trainer's LoRA adapters (not the frozen base) into the replica's engine; returns
+    seconds (collective over the model-parallel group, like `refit_engine`).
+
+    The adapters are gathered over TP and PP (a few MB), written by the engine rank as a PEFT directory
+    (in `dtype`, the policy's) and loaded by the engine in place of the previous adapter.
+    """
+    start = time.perf_counter()
+    tensors = iter_peft_tensors(model_chunks)
+    if engine is not None:
+        write_peft_adapter(adapter_dir, tensors, lora, base="policy-base", dtype=getattr(torch, dtype))
+        engine.refit_adapter(adapter_dir)
+    else:
+        for _ in tensors:
+            pass
     return time.perf_counter() - start

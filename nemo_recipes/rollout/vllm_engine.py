@@ -36,10 +36,15 @@ from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.generation import EngineConfig, GenerationConfig
+from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rollout import orphan_guard
 
 REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""The `max_lora_rank` values vLLM accepts (vllm.config.lora.MaxLoRARanks)."""
+POLICY_ADAPTER_ID = 1
+"""The one adapter an RL engine serves: the policy's, reloaded in place at each refit."""
 DEFAULT_REFIT_CHUNK_BYTES = 512 << 20
 SLEEP_LEVEL = 1
 """Level 1 keeps a host copy of the weights, so waking up restores them whether or not a refit follows."""
@@ -111,11 +116,14 @@ class VLLMEngine:
         seed: int = 0,
         refit_chunk_bytes: int = DEFAULT_REFIT_CHUNK_BYTES,
         load_weights: bool = False,
+        lora_rank: int | None = None,
     ) -> None:
         """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, refit by the
         trainer it sits beside, or with the directory's own weights when `load_weights` (an HF model
         directory: evaluation and rehearsal, an engine alone). `max_model_len`: the use's prompt +
         response budget. Unset engine settings take this device's defaults (`EngineConfig.resolved`).
+        `lora_rank`: serve the weights with a LoRA adapter of this rank (vLLM's `enable_lora`), refit
+        with `refit_adapter` and used by every generation.
         """
         vllm = _import_vllm()
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "1":
@@ -124,6 +132,15 @@ class VLLMEngine:
                 "processes (an in-process engine hangs inside a trainer job); unset it"
             )
         self._refit_chunk_bytes = refit_chunk_bytes
+        self._lora_request = None
+        lora = {}
+        if lora_rank is not None:
+            max_rank = min((r for r in VLLM_LORA_RANKS if r >= lora_rank), default=None)
+            if max_rank is None:
+                raise ConfigError(
+                    f"model.lora.rank {lora_rank} exceeds vLLM's largest LoRA rank {VLLM_LORA_RANKS[-1]}"
+                )
+            lora = {"enable_lora": True, "max_lora_rank": max_rank, "max_loras": 1}
         engine_cfg = engine_cfg.resolved(on_gpu=torch.cuda.is_available(), beside_trainer=not load_weights)
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
         children_before = {p.pid for p in psutil.Process().children()}
@@ -146,6 +163,7 @@ class VLLMEngine:
                 # are scheduled whole instead, as vLLM's CPU platform itself does for MLA models.
                 enable_chunked_prefill=False if not torch.cuda.is_available() else None,
                 worker_extension_cls=REFIT_EXTENSION,
+                **lora,
             )
             engine_pids = [p.pid for p in psutil.Process().children() if p.pid not in children_before]
             self._guard = orphan_guard.guard(engine_pids)
@@ -163,7 +181,10 @@ class VLLMEngine:
             resolve_asset(cfg.model.tokenizer, "tokenizer"),
             cfg.model.dtype,
         )
-        return cls(model_dir, cfg.model.dtype, cfg.engine, cfg.grpo.seq_length, seed=cfg.seed)
+        lora_rank = cfg.model.lora.rank if cfg.model.lora is not None else None
+        return cls(
+            model_dir, cfg.model.dtype, cfg.engine, cfg.grpo.seq_length, seed=cfg.seed, lora_rank=lora_rank
+        )
 
     def generate(
         self, prompts: Sequence[Sequence[int]], generation: GenerationConfig, seeds: Sequence[int]
@@ -189,7 +210,7 @@ class VLLMEngine:
             for prompt_seed in seeds
         ]
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
-        outputs = self._llm.generate(requests, params, use_tqdm=False)
+        outputs = self._llm.generate(requests, params, use_tqdm=False, lora_request=self._lora_request)
         return [[_completion(c) for c in sorted(out.outputs, key=lambda c: c.index)] for out in outputs]
 
     def refit(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
@@ -199,6 +220,18 @@ class VLLMEngine:
             self._llm.collective_rpc("redone_load_weights", args=(blob,))
         self._llm.collective_rpc("redone_finish_refit")
         self._llm.reset_prefix_cache()
+
+    def refit_adapter(self, adapter_dir: Path) -> None:
+        """Load the PEFT adapter directory as the policy's adapter, in place of the last one."""
+        from vllm.lora.request import LoRARequest
+
+        if self._lora_request is None and not self._llm.llm_engine.vllm_config.lora_config:
+            raise RuntimeError("refit_adapter: this engine was started without lora_rank (no LoRA support)")
+        request = LoRARequest("policy", POLICY_ADAPTER_ID, str(adapter_dir), load_inplace=True)
+        if not self._llm.llm_engine.add_lora(request):
+            raise RuntimeError(f"vLLM did not load the adapter {adapter_dir}")
+        self._lora_request = request
+        self._llm.reset_prefix_cache()  # cached KV blocks were computed with the old adapter
 
     def sleep(self) -> None:
         """vLLM sleep mode on CUDA; a no-op on CPU, where vLLM has no sleep mode (the memory is host RAM)."""

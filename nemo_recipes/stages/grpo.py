@@ -23,7 +23,7 @@ from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.records.rollout import RolloutGroup
 from nemo_recipes.rollout.groups import StepGroups, collect_step_groups
 from nemo_recipes.rollout.placement import hosts_engine
-from nemo_recipes.rollout.refit import refit_engine
+from nemo_recipes.rollout.refit import refit_adapter, refit_engine
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
 from nemo_recipes.stages.setup import (
     Policy,
@@ -74,6 +74,8 @@ class RLSession:
     pad_id: int
     replica: tuple[int, int]
     """(data-parallel rank, data-parallel size)."""
+    full_refit_seconds: float = 0.0
+    """The engine's first refit, of every weight (with model.lora: the base, once; then adapters only)."""
 
     def collect(self, cfg: RunConfig, position: int) -> StepGroups:
         """The step's rollout groups, drawn from sampler position `position` (collective)."""
@@ -107,9 +109,13 @@ class RLSession:
             self.engine.wake_up()
         return out
 
-    def refit(self) -> float:
-        """Push the policy's weights into the engine (collective); returns seconds."""
-        return refit_engine(self.policy.model, self.policy.arch.model_type, self.engine)
+    def refit(self, cfg: RunConfig) -> float:
+        """Push the policy's weights into the engine (collective); returns seconds. With model.lora
+        only the adapters travel: the engine keeps the frozen base from its first refit."""
+        if cfg.model.lora is None:
+            return refit_engine(self.policy.model, self.policy.arch.model_type, self.engine)
+        adapter_dir = cfg.run_dir / "engine" / f"adapter-rank{self.replica[0]}"
+        return refit_adapter(self.policy.model, cfg.model.lora, self.engine, adapter_dir, cfg.model.dtype)
 
 
 def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
@@ -147,7 +153,9 @@ def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
         pad_id=pad_token_id(tokenizer),
         replica=replica,
     )
-    session.refit()
+    session.full_refit_seconds = refit_engine(policy.model, policy.arch.model_type, engine)
+    if cfg.model.lora is not None:
+        session.refit(cfg)  # and the adapter on the base
     return session
 
 
@@ -160,7 +168,7 @@ def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> 
         collected = session.collect(cfg, state.consumed_rows)
         generate_seconds = time.perf_counter() - start
         results, logprob_seconds = session.train(cfg, collected.groups)
-        refit_seconds = session.refit()
+        refit_seconds = session.refit(cfg)
         state.step += 1
         state.consumed_rows = collected.next_position
         timings = {
@@ -168,6 +176,7 @@ def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> 
             "logprob_seconds": logprob_seconds,
             "train_seconds": sum(r.seconds for r in results),
             "refit_seconds": refit_seconds,
+            "full_refit_seconds": session.full_refit_seconds,
             "step_seconds": time.perf_counter() - start,
         }
         if logger and state.step % cfg.logging.log_interval_steps == 0:
