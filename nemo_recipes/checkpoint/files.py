@@ -47,6 +47,12 @@ def is_hf_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
+def is_peft_dir(path: Path) -> bool:
+    """A PEFT adapter directory (adapter_config.json + adapter_model.safetensors), e.g. from
+    `redone convert mcore-to-hf --adapter-only`."""
+    return (path / "adapter_config.json").is_file() and (path / "adapter_model.safetensors").is_file()
+
+
 def copy_hf_source(config_dir: Path, tokenizer_dir: Path, dest: Path) -> None:
     """config.json (and generation_config.json) of `config_dir` and the tokenizer files of
     `tokenizer_dir` into a new directory `dest`."""
@@ -61,12 +67,14 @@ def copy_hf_source(config_dir: Path, tokenizer_dir: Path, dest: Path) -> None:
 
 
 def check_model_source(model: Path) -> None:
-    """`model` is an HF model directory or a complete checkpoint of ours (else a ConfigError)."""
+    """`model` is an HF model directory, a PEFT adapter directory or a complete checkpoint of ours (else
+    a ConfigError)."""
     model = Path(model)
-    if not (is_hf_dir(model) or is_checkpoint(model)):
+    if not (is_hf_dir(model) or is_checkpoint(model) or is_peft_dir(model)):
         raise ConfigError(
-            f"{model}: neither an HF model directory (config.json + weights) nor a complete checkpoint "
-            f"({STATE_FILE} or {WEIGHTS_FILE}); for a run, name runs/<run>/checkpoints/step_N"
+            f"{model}: neither an HF model directory (config.json + weights), a PEFT adapter directory "
+            f"(adapter_config.json + adapter_model.safetensors) nor a complete checkpoint ({STATE_FILE} or "
+            f"{WEIGHTS_FILE}); for a run, name runs/<run>/checkpoints/step_N"
         )
 
 
