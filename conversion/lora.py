@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import typing
 
 import pytest
 from pydantic import BaseModel
@@ -64,7 +65,8 @@ def is_config_key(key: str) -> bool:
         if model is None or part not in model.model_fields:
             return False
         annotation = model.model_fields[part].annotation
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        options = typing.get_args(annotation) or (annotation,)  # an optional section: `X | None`
+        model = next((o for o in options if isinstance(o, type) and issubclass(o, BaseModel)), None)
     return True
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.data.sft_selection import rehearsal_count
@@ -22,11 +23,17 @@ from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli, signal_tree, start_cli, wait_until
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
-EVALUATED = ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo")
+EVALUATED = ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft")
 
 
 def pipeline_args(run_dir: Path, base: Path, eval_data: Path) -> list[str]:
-    sets = [f"run_dir={run_dir}", f"model.init_from={base}", f"eval.data=[{eval_data}]"]
+    """The tiny recipe with the SFT-only arm on, so that every unit runs."""
+    sets = [
+        f"run_dir={run_dir}",
+        f"model.init_from={base}",
+        f"eval.data=[{eval_data}]",
+        "pipeline.baseline_sft=true",
+    ]
     return ["run", str(RECIPE), *(a for s in sets for a in ("--set", s))]
 
 
@@ -59,6 +66,16 @@ def check_artefacts(run_dir: Path) -> None:
     for unit in ("stage1_grpo", "stage2_sft", "stage3_grpo"):
         assert manifests[unit]["outputs"]["training"]["steps"] == 2
 
+    # The SFT-only arm: from the base, on the SNS task records, for the RL-first path's examples.
+    assert manifests["baseline_sft"]["parent_checkpoint"] == manifests["base_eval"]["outputs"]["checkpoint"]
+    budget = json.loads((run_dir / "baseline_sft/example_budget.json").read_text())
+    stage2_seen = manifests["stage2_sft"]["outputs"]["training"]["conversations_seen"]
+    assert budget["rl_first"]["stage2_sft"] == stage2_seen > 0
+    stage = yaml.safe_load((run_dir / "baseline_sft/stage.yaml").read_text())
+    assert stage["sft"]["epochs"] == sum(budget["rl_first"].values()) / budget["baseline_records"]
+    assert stage["sft"]["record_format"] == "task" and stage["sft"]["train_data"] == ["sns_demo/train.jsonl"]
+    assert manifests["baseline_sft"]["outputs"]["training"]["conversations_seen"] > 0
+
     # The diagnosis selected the three weakest in-domain tasks of stage 1's own report.
     report = json.loads((run_dir / "stage1_grpo/eval/report.json").read_text())
     scores = {t: r["score"] for s in ("sns", "translation") for t, r in report["suites"][s]["tasks"].items()}
@@ -87,8 +104,16 @@ def check_artefacts(run_dir: Path) -> None:
     for name in ("report.md", "comparison.md", "seesaw.png", "tasks.png", "hf/config.json"):
         assert (final / name).is_file(), name
     summary = json.loads((final / "summary.json").read_text())
-    assert list(summary["suites"]["sns"]) == ["base", "stage1 RL", "stage2 SFT", "stage3 RL"]
+    assert list(summary["suites"]["sns"]) == ["base", "stage1 RL", "stage2 SFT", "stage3 RL", "sft-only"]
+    assert list(summary["intervals"]["sns"]) == list(summary["suites"]["sns"])
+    assert [c["name"] for c in summary["claims"]] == [
+        "stage1_raises_sns",
+        "general_not_below_base",
+        "diagnosed_tasks_improve",
+        "rl_first_keeps_general",
+    ]
     assert set(summary["tasks"]) == set(table.names)
+    assert "RL-first vs SFT-only: SNS " in (final / "report.md").read_text()
 
 
 def test_pipeline_stops_resumes_and_leaves_consistent_artefacts(
@@ -137,6 +162,7 @@ def test_killed_in_every_unit_and_at_every_boundary_equals_an_uninterrupted_run(
         "sft_data": "sft_data_started",
         "stage2_sft": "checkpoints/latest",
         "stage3_grpo": "checkpoints/latest",
+        "baseline_sft": "checkpoints/latest",
         "final": "hf/config.json",
     }
     for unit in UNITS:
