@@ -135,10 +135,19 @@ def test_stage_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     cfg = load_config(
         RunConfig, None, ["model.hf_config=tiny-qwen3-moe", "parallel.expert_model_parallel_size=2"]
     )
-    with pytest.raises(
-        ConfigError, match=r"expert_model_parallel_size 2: expert parallelism is not supported in"
-    ):
-        check_launch(cfg, 2, "grpo")
+    assert check_launch(cfg, 2, "grpo") == 2 and cfg.routing_replay  # EP in GRPO; replay on for MoE
+    tp2 = load_config(
+        RunConfig,
+        None,
+        [
+            "model.hf_config=tiny-qwen3-moe",
+            "parallel.expert_model_parallel_size=2",
+            "parallel.tensor_model_parallel_size=2",
+        ],
+    )
+    for stage in ("sft", "grpo"):  # megatron-core refuses MoE under TP without sequence parallelism
+        with pytest.raises(ConfigError, match=r"needs parallel.sequence_parallel: true"):
+            check_launch(tp2, 4, stage)
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
     for stage in ("sft", "grpo"):  # neither shards its batches per context-parallel rank
         with pytest.raises(

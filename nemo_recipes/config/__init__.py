@@ -170,6 +170,12 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             f"parallel.expert_model_parallel_size {ep} needs a mixture-of-experts model whose "
             f"num_experts is divisible by it; {cfg.model.hf_config} has num_experts {experts or None}"
         )
+    if experts and par.tensor_model_parallel_size > 1 and not par.sequence_parallel:
+        raise ConfigError(
+            f"parallel.tensor_model_parallel_size {par.tensor_model_parallel_size} with a mixture-of-experts "
+            "model needs parallel.sequence_parallel: true (megatron-core 0.16.1 refuses to train an MoE "
+            "layer under tensor parallelism without it), which needs Transformer Engine on a GPU"
+        )
     if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
@@ -179,11 +185,6 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             f"parallel.context_parallel_size {par.context_parallel_size}: the {stage.upper()} stage does not "
             "support context parallelism yet (its batches are not sharded per context-parallel rank, so "
             "training would be silently wrong); use tensor/pipeline/data parallelism"
-        )
-    if stage == "grpo" and par.expert_model_parallel_size > 1:
-        raise ConfigError(
-            f"parallel.expert_model_parallel_size {par.expert_model_parallel_size}: expert parallelism is "
-            "not supported in the GRPO stage yet (untested there); run MoE models there at size 1"
         )
     if stage == "grpo" and cfg.grpo.routing_replay and not experts:
         raise ConfigError(

@@ -35,6 +35,7 @@ def test_routing_replay_puts_the_trainer_on_the_engine_s_logprobs(tmp_path: Path
     assert all(f"moe/layer_{layer}/load_imbalance" in row for layer in range(4)), row
 
 
+@pytest.mark.slow  # two ranks, an engine each: 120 s on two shared cores
 @pytest.mark.parallel
 def test_grpo_tiny_runs_at_expert_parallel_2(tmp_path: Path) -> None:
     """The shipped toy recipe with the MoE model and EP2 over two ranks: it trains and logs the gap."""
