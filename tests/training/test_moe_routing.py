@@ -1,11 +1,13 @@
 """Routing replay on the trainer side (tiny-qwen3-moe, one gloo rank, no engine): replaying the trainer's
 own routing changes nothing, replaying another routing is what the routers use (and changes the
 logprobs), the routing travels through packing with placeholders where the engine routed nothing,
-and the routers' choices are counted per layer and expert."""
+the routers' choices are counted per layer and expert, and megatron-core's load-balancing loss is
+read back per step."""
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
 from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
@@ -15,13 +17,14 @@ import pytest
 import torch
 
 from nemo_recipes.config import RunConfig
+from nemo_recipes.config.assets import ASSETS
 from nemo_recipes.config.loader import load_config
 from nemo_recipes.data.bin_packing import split_to_count
 from nemo_recipes.data.rl_batch import RolloutSample, collate_rollouts, micro_batches
 from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model.build import build_model
-from nemo_recipes.training.logprobs import compute_logprobs
-from nemo_recipes.training.moe_routing import RoutingStats, moe_routers
+from nemo_recipes.training.logprobs import compute_logprobs, packed_logits
+from nemo_recipes.training.moe_routing import RoutingStats, aux_loss_metrics, moe_routers
 
 LAYERS, EXPERTS, TOPK = 4, 4, 2
 
@@ -119,3 +122,21 @@ def test_expert_parallel_packing_gives_every_rank_as_many_rows() -> None:
     assert split_to_count([[0, 1, 2], [3]], 3) == [[0], [1, 2], [3]]
     with pytest.raises(ValueError, match="cannot fill"):
         split_to_count([[0], [1]], 3)
+
+
+def test_load_balancing_loss_is_read_from_megatron_and_cleared(moe_model: list, tmp_path) -> None:
+    """A model whose config has an auxiliary loss (`output_router_logits`) reports megatron-core's
+    load-balancing loss of its training forwards (the switch loss, about 1 for near-uniform routers)."""
+    hf = json.loads((ASSETS / "models" / "tiny-qwen3-moe" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**hf, "output_router_logits": True}))
+    cfg = load_config(RunConfig, None, [f"model.hf_config={tmp_path}"])
+    model, transformer_cfg, _ = build_model(cfg.model, cfg.parallel)
+    assert transformer_cfg.moe_aux_loss_coeff == hf["router_aux_loss_coef"]
+    batch = collate_rollouts(samples(), 0)
+    model[0].train()
+    for _ in range(2):  # two training micro-batches
+        packed_logits(model[0], batch)
+    metrics = aux_loss_metrics(LAYERS, micro_batches=2)
+    assert 0.9 < metrics["moe/load_balancing_loss"] < 2.0, metrics
+    assert aux_loss_metrics(LAYERS, micro_batches=2) == {"moe/load_balancing_loss": 0.0}  # cleared
+    assert aux_loss_metrics(LAYERS, micro_batches=0) == {}
