@@ -1,6 +1,7 @@
 """Expert parallelism must not change the GRPO math of a mixture-of-experts policy: from the same weights
 and seeds, the first step (same rollouts, the engine's routing replayed, two mini-batch updates) logs
-the single-process run's loss terms and gradient norm within 1e-5 at EP2 (two ranks). Under expert
+the single-process run's loss terms and gradient norm within 1e-5 at EP2 and at PP2 (two ranks each;
+under PP every stage's routers take their layers of the replayed routing). Under expert
 parallelism every rank's rows are padded to the token budget and as many (megatron-core's all-gather
 dispatcher gathers equal rows over the expert-parallel group), so this also checks that the padding
 changes nothing. EP2 x TP2 cannot run on CPU: megatron-core trains MoE layers under tensor parallelism
@@ -60,7 +61,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory, moe_init: Path) -> dict[
     return ref
 
 
-LAYOUTS = {"ep2": (2, ["parallel.expert_model_parallel_size=2"])}
+LAYOUTS = {
+    "ep2": (2, ["parallel.expert_model_parallel_size=2"]),
+    "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),  # each stage replays its own layers
+}
 
 
 @pytest.mark.slow  # EP1 then EP2 (an engine per rank): 150-270 s on two shared cores
