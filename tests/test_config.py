@@ -7,6 +7,7 @@ import pytest
 from nemo_recipes.cli import main
 from nemo_recipes.config import RunConfig, check_launch
 from nemo_recipes.config.explain import explain, field_rows
+from nemo_recipes.config.generation import GPU_MEMORY_BESIDE_TRAINER
 from nemo_recipes.config.loader import ConfigError, load_config
 
 RECIPES_DIR = Path(__file__).parents[1] / "nemo_recipes" / "recipes"
@@ -135,10 +136,19 @@ def test_stage_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
     cfg = load_config(
         RunConfig, None, ["model.hf_config=tiny-qwen3-moe", "parallel.expert_model_parallel_size=2"]
     )
-    with pytest.raises(
-        ConfigError, match=r"expert_model_parallel_size 2: expert parallelism is not supported in"
-    ):
-        check_launch(cfg, 2, "grpo")
+    assert check_launch(cfg, 2, "grpo") == 2 and cfg.routing_replay  # EP in GRPO; replay on for MoE
+    tp2 = load_config(
+        RunConfig,
+        None,
+        [
+            "model.hf_config=tiny-qwen3-moe",
+            "parallel.expert_model_parallel_size=2",
+            "parallel.tensor_model_parallel_size=2",
+        ],
+    )
+    for stage in ("sft", "grpo"):  # megatron-core refuses MoE under TP without sequence parallelism
+        with pytest.raises(ConfigError, match=r"needs parallel.sequence_parallel: true"):
+            check_launch(tp2, 4, stage)
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
     for stage in ("sft", "grpo"):  # neither shards its batches per context-parallel rank
         with pytest.raises(
@@ -168,6 +178,66 @@ def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:
     assert cfg.model.hf_config_dict()["tie_word_embeddings"]  # the known conversion trap, exercised
     for stage in ("grpo", "sft"):
         assert check_launch(cfg, world_size=32, stage=stage) == 16
+
+
+def qwen3_moe_parameters(hf: dict) -> tuple[int, int]:
+    """(expert, other) parameter counts of a Qwen3-MoE config: experts are gate, up and down per
+    expert and layer; the rest is attention (q, k, v, o, q/k norms), routers, norms and untied
+    embeddings."""
+    h, layers, head = hf["hidden_size"], hf["num_hidden_layers"], hf["head_dim"]
+    experts = layers * hf["num_experts"] * 3 * h * hf["moe_intermediate_size"]
+    q, kv = hf["num_attention_heads"] * head, hf["num_key_value_heads"] * head
+    attention = h * q + 2 * h * kv + q * h + 2 * head
+    per_layer = attention + h * hf["num_experts"] + 2 * h
+    embeddings = hf["vocab_size"] * h * (1 if hf["tie_word_embeddings"] else 2)
+    return experts, layers * per_layer + embeddings + h
+
+
+def test_routing_replay_rules() -> None:
+    """grpo.routing_replay: null follows the model (on for MoE), true on a dense model is an error, and
+    replay refuses what would skip or re-run the routers unreplayed."""
+    assert not load_config(RunConfig).routing_replay
+    with pytest.raises(ConfigError, match=r"grpo.routing_replay: true needs a mixture-of-experts model"):
+        check_launch(load_config(RunConfig, None, ["grpo.routing_replay=true"]), 1, "grpo")
+    moe = ["model.hf_config=tiny-qwen3-moe"]
+    assert not load_config(RunConfig, None, [*moe, "grpo.routing_replay=false"]).routing_replay
+    for setting, message in (
+        ("model.recompute=full", "recomputation re-runs the routers"),
+        ("engine.enforce_eager=false", "a CUDA graph would skip"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            check_launch(load_config(RunConfig, None, [*moe, setting]), 1, "grpo")
+        check_launch(load_config(RunConfig, None, [*moe, setting, "grpo.routing_replay=false"]), 1, "grpo")
+
+
+def test_moe_paper_recipe_fits_eight_h200_nodes() -> None:
+    """redone_qwen3_30b_a3b at 8 nodes x 8 H200 (141 GB): the layout passes the launch checks of GRPO
+    and SFT, and the memory arithmetic of docs/grpo.md holds: the trainer's static memory (bf16
+    weights, fp32 gradients, distributed Adam state) fits beside the engine's share of the GPU, which
+    holds the whole bf16 model."""
+    cfg = load_config(RunConfig, Path(__file__).parents[1] / "nemo_recipes/recipes/redone_qwen3_30b_a3b.yaml")
+    hf, par = cfg.model.hf_config_dict(), cfg.parallel
+    gpus, gpu_gb = 64, 141
+    for stage in ("grpo", "sft"):
+        assert check_launch(cfg, world_size=gpus, stage=stage) == 32
+    assert cfg.routing_replay and (par.tensor_model_parallel_size, par.expert_model_parallel_size) == (2, 8)
+    experts, other = qwen3_moe_parameters(hf)
+    assert 30.0e9 < experts + other < 31.0e9  # Qwen3-30B-A3B: 30.5B
+    tp, ep, dp = par.tensor_model_parallel_size, par.expert_model_parallel_size, 32
+    expert_shards = ep * tp  # expert tensor parallelism is megatron-core's default, = TP
+    expert_dp = gpus // expert_shards  # data-parallel replicas of each expert shard
+    per_gpu_expert, per_gpu_other = experts / expert_shards, other / tp
+    static_gb = (
+        (per_gpu_expert + per_gpu_other) * (2 + 4)  # bf16 weights, fp32 gradients
+        + per_gpu_expert * 12 / expert_dp  # fp32 master weights and Adam moments, sharded
+        + per_gpu_other * 12 / dp
+    ) / 1e9
+    engine_gb = GPU_MEMORY_BESIDE_TRAINER * gpu_gb
+    engine_weights_gb = (experts + other) * 2 / 1e9
+    assert round(static_gb) == 21 and round(engine_weights_gb) == 61, (static_gb, engine_weights_gb)
+    assert engine_weights_gb < 0.8 * engine_gb  # the rest is the engine's KV cache
+    assert static_gb + engine_gb < gpu_gb
+    assert engine_weights_gb + static_gb > 80  # an H100 cannot hold both
 
 
 def test_a_key_of_an_earlier_version_names_the_new_one(tmp_path: Path) -> None:

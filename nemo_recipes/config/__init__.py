@@ -92,6 +92,12 @@ class RunConfig(StrictModel):
     """`redone run`: which units, where they run, how stage 3 weighs hard tasks."""
 
     @property
+    def routing_replay(self) -> bool:
+        """`grpo.routing_replay` for this run's model: null is on for a mixture-of-experts model."""
+        replay = self.grpo.routing_replay
+        return hf_num_experts(self.model.hf_config_dict()) > 0 if replay is None else replay
+
+    @property
     def task_tables(self) -> tuple[str, ...]:
         """The tables every command merges: `load_task_table(*cfg.task_tables)`."""
         general = self.general_task_table
@@ -164,6 +170,12 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             f"parallel.expert_model_parallel_size {ep} needs a mixture-of-experts model whose "
             f"num_experts is divisible by it; {cfg.model.hf_config} has num_experts {experts or None}"
         )
+    if experts and par.tensor_model_parallel_size > 1 and not par.sequence_parallel:
+        raise ConfigError(
+            f"parallel.tensor_model_parallel_size {par.tensor_model_parallel_size} with a mixture-of-experts "
+            "model needs parallel.sequence_parallel: true (megatron-core 0.16.1 refuses to train an MoE "
+            "layer under tensor parallelism without it), which needs Transformer Engine on a GPU"
+        )
     if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
@@ -174,10 +186,21 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             "support context parallelism yet (its batches are not sharded per context-parallel rank, so "
             "training would be silently wrong); use tensor/pipeline/data parallelism"
         )
-    if stage == "grpo" and par.expert_model_parallel_size > 1:
+    if stage == "grpo" and cfg.grpo.routing_replay and not experts:
         raise ConfigError(
-            f"parallel.expert_model_parallel_size {par.expert_model_parallel_size}: expert parallelism is "
-            "not supported in the GRPO stage yet (untested there); run MoE models there at size 1"
+            f"grpo.routing_replay: true needs a mixture-of-experts model; {cfg.model.hf_config} has no "
+            "experts (leave it null: on for MoE models, off for dense ones)"
+        )
+    if stage == "grpo" and experts and cfg.routing_replay and cfg.engine.enforce_eager is False:
+        raise ConfigError(
+            "grpo.routing_replay with engine.enforce_eager: false: the engine reports its routing from a "
+            "hook that a CUDA graph would skip; leave engine.enforce_eager null (eager then) or turn "
+            "grpo.routing_replay off"
+        )
+    if stage == "grpo" and experts and cfg.routing_replay and cfg.model.recompute == "full":
+        raise ConfigError(
+            "grpo.routing_replay with model.recompute: full: recomputation re-runs the routers during the "
+            "backward pass, where the replayed routing is not kept; use model.recompute: selective or null"
         )
     if stage == "grpo" and cfg.engine.dtype not in ("auto", cfg.model.dtype):
         raise ConfigError(

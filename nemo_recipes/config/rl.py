@@ -104,6 +104,10 @@ class GRPOConfig(StrictModel):
     """AdamW and the learning-rate schedule, counted in RL steps (each mini_batches_per_step updates)."""
     checkpoint: RLCheckpointConfig = Field(default_factory=RLCheckpointConfig)
     """When to save, how many to keep, whether to resume."""
+    routing_replay: bool | None = None
+    """Mixture-of-experts policies: the trainer routes every token through the experts the engine
+    routed it to (old logprobs, reference and updates); null = on for an MoE model, off for a dense one
+    (true there is an error). Costs one more forward pass per step (the unreplayed gap it logs)."""
 
     @property
     def seq_length(self) -> int:

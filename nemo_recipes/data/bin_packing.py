@@ -57,3 +57,18 @@ def balanced_shares(lengths: Sequence[int], parts: int) -> list[list[int]]:
         loads[part] = (tokens + lengths[index], count + 1, part)
         shares[part].append(index)
     return [sorted(share) for share in shares]
+
+
+def split_to_count(bins: list[list[int]], count: int) -> list[list[int]]:
+    """`bins` split until there are `count` of them: the bin with the most items (the first of equals)
+    is halved, its first half kept in place and the rest inserted after it. Raises when there are
+    fewer items than `count` (no split is left)."""
+    bins = [list(b) for b in bins]
+    while len(bins) < count:
+        widest = max(range(len(bins)), key=lambda i: (len(bins[i]), -i))
+        members = bins[widest]
+        if len(members) < 2:
+            raise ValueError(f"{sum(map(len, bins))} items cannot fill {count} bins")
+        half = len(members) // 2
+        bins[widest : widest + 1] = [members[:half], members[half:]]
+    return bins

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from nemo_recipes.data.bin_packing import balanced_shares, first_fit_decreasing
+from nemo_recipes.data.bin_packing import balanced_shares, first_fit_decreasing, split_to_count
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class RolloutSample:
     task: str
     in_loss: bool = True
     """False for a filler group's response: in the batch, outside the loss (its response_mask is 0)."""
+    routed_experts: np.ndarray | None = None
+    """The engine's routing of the sequence's tokens but the last, [length - 1, MoE layers, top-k]
+    (`Completion.routed_experts`), when the trainer replays it (`grpo.routing_replay`)."""
 
     @property
     def length(self) -> int:
@@ -49,6 +53,11 @@ class RolloutSample:
         if len(self.rollout_logprobs) != len(self.response_ids):
             raise ValueError(
                 f"{len(self.response_ids)} response tokens but {len(self.rollout_logprobs)} logprobs"
+            )
+        if self.routed_experts is not None and len(self.routed_experts) != self.length - 1:
+            raise ValueError(
+                f"routing of {len(self.routed_experts)} tokens for a sequence of {self.length} "
+                f"(the engine routes all but the last)"
             )
 
 
@@ -78,6 +87,9 @@ class RLBatch:
     tasks: list[str]
     old_logprobs: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
+    routed_experts: torch.Tensor | None = None
+    routed_tokens: torch.Tensor | None = None
+    unreplayed_logprobs: torch.Tensor | None = None
 
     @property
     def real_tokens(self) -> int:
@@ -119,6 +131,7 @@ def collate_rollouts(
         rollout_logprobs[row, :response_len] = torch.tensor(sample.rollout_logprobs, dtype=torch.float32)
         start += sample.length
     documents = lengths + ([padding] if padding else [])
+    routed, routed_tokens = _collate_routing(samples, total + padding)
     return RLBatch(
         tokens=tokens,
         labels=labels,
@@ -129,7 +142,30 @@ def collate_rollouts(
         rollout_logprobs=rollout_logprobs,
         advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32),
         tasks=[s.task for s in samples],
+        routed_experts=routed,
+        routed_tokens=routed_tokens,
     )
+
+
+def _collate_routing(
+    samples: Sequence[RolloutSample], row_length: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The row's engine routing [t, layers, k] and which positions have it, or (None, None)."""
+    have = [s.routed_experts is not None for s in samples]
+    if not any(have):
+        return None, None
+    if not all(have):
+        raise ValueError("some samples of a row carry the engine's routing and some do not")
+    _, layers, k = samples[0].routed_experts.shape
+    routed = torch.arange(k, dtype=torch.int64).expand(row_length, layers, k).clone()
+    routed_tokens = torch.zeros(row_length, dtype=torch.bool)
+    start = 0
+    for sample in samples:
+        n = sample.length - 1
+        routed[start : start + n] = torch.from_numpy(sample.routed_experts.astype(np.int64))
+        routed_tokens[start : start + n] = True
+        start += sample.length
+    return routed, routed_tokens
 
 
 def micro_batches(
@@ -139,10 +175,13 @@ def micro_batches(
     dp_rank: int,
     dp_size: int,
     fixed_row_length: bool = False,
+    same_count: bool = False,
 ) -> list[RLBatch]:
     """This data-parallel rank's packed rows of `samples` (one mini-batch): its token-balanced share,
     binned longest first into rows of at most `max_tokens` tokens (each padded to `max_tokens` with
-    `fixed_row_length`)."""
+    `fixed_row_length`). `same_count`: every rank gets as many rows as the rank with the most (its
+    fullest rows split), which expert parallelism needs (its collectives run once per row on every
+    rank of the expert-parallel group, which spans data-parallel ranks)."""
     lengths = [s.length for s in samples]
     too_long = [i for i, n in enumerate(lengths) if n > max_tokens]
     if too_long:
@@ -151,8 +190,19 @@ def micro_batches(
             f"sample {i} (task {samples[i].task!r}) has {lengths[i]} tokens, more than the micro-batch "
             f"budget {max_tokens}"
         )
-    share = balanced_shares(lengths, dp_size)[dp_rank]
+    shares = balanced_shares(lengths, dp_size)
+    share = shares[dp_rank]
     bins = first_fit_decreasing([lengths[i] for i in share], max_tokens)
+    if same_count:
+        most = max(len(first_fit_decreasing([lengths[i] for i in s], max_tokens)) for s in shares)
+        try:
+            bins = split_to_count(bins, most)
+        except ValueError as e:
+            raise ValueError(
+                f"data-parallel rank {dp_rank} has {len(share)} sequences, too few for the {most} "
+                f"micro-batches another rank needs under expert parallelism: raise "
+                f"grpo.max_tokens_per_micro_batch or the responses per mini-batch"
+            ) from e
     row_length = max_tokens if fixed_row_length else None
     return [
         collate_rollouts([samples[share[j]] for j in members], pad_token_id, row_length) for members in bins

@@ -114,7 +114,8 @@ def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig, source: str) 
     over the k. megatron's top-k-then-softmax (`moe_router_pre_softmax=False`) is that renormalised
     form; softmax-then-top-k without renormalising is `moe_router_pre_softmax=True`. The load-balancing
     loss is on only where transformers adds it to the loss: `output_router_logits` true (coefficient
-    `router_aux_loss_coef`).
+    `router_aux_loss_coef`). Every router gets megatron-core's `RouterReplay` (inactive until the RL
+    stage replays the engine's routing through it: nemo_recipes.training.moe_routing).
     """
     if hf.get("model_type") not in MOE_FAMILIES:
         return {}
@@ -146,6 +147,7 @@ def _moe_fields(hf: dict, impl: str, parallel_cfg: ParallelConfig, source: str) 
         moe_aux_loss_coeff=aux_loss_coeff,
         moe_token_dispatcher_type=moe_token_dispatcher(),
         moe_grouped_gemm=impl == "transformer_engine",
+        moe_enable_routing_replay=True,
         expert_model_parallel_size=parallel_cfg.expert_model_parallel_size,
     )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Completion:
@@ -24,10 +26,30 @@ class Completion:
     logprobs: list[float]
     finish_reason: Literal["stop", "length"]
     """stop: ended by an end-of-sequence token (included in token_ids); length: max_response_tokens."""
+    routed_experts: np.ndarray | None = None
+    """Mixture-of-experts engines asked for their routing (`grpo.routing_replay`): the experts the engine
+    routed each token through, [prompt + response - 1 tokens, MoE layers, top-k] integers, in position
+    order (the last response token is never fed back, so it has no routing). None otherwise."""
 
     def __post_init__(self) -> None:
         if len(self.token_ids) != len(self.logprobs):
             raise ValueError(f"{len(self.token_ids)} tokens but {len(self.logprobs)} logprobs")
+        if self.routed_experts is not None and self.routed_experts.ndim != 3:
+            shape = self.routed_experts.shape
+            raise ValueError(f"routed_experts must be [tokens, layers, top-k], got {shape}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Completion):
+            return NotImplemented
+        same_routing = (self.routed_experts is None) == (other.routed_experts is None) and (
+            self.routed_experts is None or np.array_equal(self.routed_experts, other.routed_experts)
+        )
+        return (
+            self.token_ids == other.token_ids
+            and self.logprobs == other.logprobs
+            and self.finish_reason == other.finish_reason
+            and same_routing
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ process also imports megatron and the CPU device layer.
 Refit: the trainer's tensors travel as safetensors bytes in chunks of `refit_chunk_bytes` to
 `RefitWorkerExtension` (nemo_recipes.rollout.vllm_refit); then the prefix cache is reset (cached KV
 blocks were computed with the old weights).
+
+Routing (`capture_routing`, mixture-of-experts models under `grpo.routing_replay`): every completion
+carries the experts the engine routed its tokens through (`Completion.routed_experts`), captured in the
+worker by `RoutingWorkerExtension` (nemo_recipes.rollout.vllm_routing).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 import psutil
 import torch
 import torch.distributed as dist
@@ -40,7 +45,7 @@ from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rollout import orphan_guard
 
-REFIT_EXTENSION = "nemo_recipes.rollout.vllm_refit.RefitWorkerExtension"
+WORKER_EXTENSION = "nemo_recipes.rollout.vllm_worker.WorkerExtension"
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The `max_lora_rank` values vLLM accepts (vllm.config.lora.MaxLoRARanks)."""
 POLICY_ADAPTER_ID = 1
@@ -117,13 +122,16 @@ class VLLMEngine:
         refit_chunk_bytes: int = DEFAULT_REFIT_CHUNK_BYTES,
         load_weights: bool = False,
         lora_rank: int | None = None,
+        capture_routing: bool = False,
     ) -> None:
         """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, refit by the
         trainer it sits beside, or with the directory's own weights when `load_weights` (an HF model
         directory: evaluation and rehearsal, an engine alone). `max_model_len`: the use's prompt +
         response budget. Unset engine settings take this device's defaults (`EngineConfig.resolved`).
         `lora_rank`: serve the weights with a LoRA adapter of this rank (vLLM's `enable_lora`), refit
-        with `refit_adapter` and used by every generation.
+        with `refit_adapter` and used by every generation. `capture_routing`: a mixture-of-experts
+        model's completions carry the experts each token was routed to (`Completion.routed_experts`);
+        the engine then runs eagerly and without prefix caching (see nemo_recipes.rollout.vllm_routing).
         """
         vllm = _import_vllm()
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "1":
@@ -143,6 +151,7 @@ class VLLMEngine:
             lora = {"enable_lora": True, "max_lora_rank": max_rank, "max_loras": 1}
         engine_cfg = engine_cfg.resolved(on_gpu=torch.cuda.is_available(), beside_trainer=not load_weights)
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
+        self._capture_routing = capture_routing
         children_before = {p.pid for p in psutil.Process().children()}
         # Stop signals held: the engine must outlive a job-wide SIGTERM until the trainer reaches the
         # step boundary where it checkpoints and shuts the engine down itself.
@@ -155,18 +164,23 @@ class VLLMEngine:
                 max_model_len=max_model_len,
                 kv_cache_memory_bytes=engine_cfg.kv_cache_memory_bytes,
                 gpu_memory_utilization=engine_cfg.gpu_memory_utilization,
-                enforce_eager=engine_cfg.enforce_eager,
+                # Routing capture: the Python hook must run every forward (no CUDA graph).
+                enforce_eager=True if capture_routing else engine_cfg.enforce_eager,
                 enable_sleep_mode=self._sleep_enabled,
                 logprobs_mode="processed_logprobs",
                 # On CPU, a seeded request whose prompt is prefilled in chunks kills the engine (vLLM
                 # rewinds the request's generator offset, which CPU generators do not have): prompts
                 # are scheduled whole instead, as vLLM's CPU platform itself does for MLA models.
                 enable_chunked_prefill=False if not torch.cuda.is_available() else None,
-                worker_extension_cls=REFIT_EXTENSION,
+                worker_extension_cls=WORKER_EXTENSION,
+                # Routing capture: a cached prompt block is not recomputed, so it would have no routing.
+                **({"enable_prefix_caching": False} if capture_routing else {}),
                 **lora,
             )
             engine_pids = [p.pid for p in psutil.Process().children() if p.pid not in children_before]
             self._guard = orphan_guard.guard(engine_pids)
+        if capture_routing:
+            self._llm.collective_rpc("redone_start_routing_capture")
 
     @classmethod
     def start(cls, cfg: RunConfig, work_dir: Path) -> VLLMEngine:
@@ -183,7 +197,13 @@ class VLLMEngine:
         )
         lora_rank = cfg.model.lora.rank if cfg.model.lora is not None else None
         return cls(
-            model_dir, cfg.model.dtype, cfg.engine, cfg.grpo.seq_length, seed=cfg.seed, lora_rank=lora_rank
+            model_dir,
+            cfg.model.dtype,
+            cfg.engine,
+            cfg.grpo.seq_length,
+            seed=cfg.seed,
+            lora_rank=lora_rank,
+            capture_routing=cfg.routing_replay,
         )
 
     def generate(
@@ -211,7 +231,19 @@ class VLLMEngine:
         ]
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
         outputs = self._llm.generate(requests, params, use_tqdm=False, lora_request=self._lora_request)
-        return [[_completion(c) for c in sorted(out.outputs, key=lambda c: c.index)] for out in outputs]
+        routing = None
+        if self._capture_routing:
+            routing = self._take_routing()
+        return [[_completion(c, out.prompt_token_ids, routing) for c in _by_index(out)] for out in outputs]
+
+    def _take_routing(self) -> dict[bytes, np.ndarray]:
+        """The worker's captured routing of every request since the last call (RoutingWorkerExtension):
+        [tokens, layers, k] per token sequence (its int64 bytes)."""
+        (captured,) = self._llm.collective_rpc("redone_take_routing")
+        return {
+            tokens: np.frombuffer(routed, dtype=np.dtype(dtype)).reshape(shape)
+            for tokens, routed, shape, dtype in captured
+        }
 
     def refit(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Load HF-named full tensors (all of them: a partial refit leaves the rest unchanged)."""
@@ -250,11 +282,29 @@ class VLLMEngine:
         self._guard.wait()
 
 
-def _completion(output) -> Completion:
+def _by_index(output) -> list:
+    """A request's completion outputs in sample order."""
+    return sorted(output.outputs, key=lambda c: c.index)
+
+
+def _completion(output, prompt_ids: Sequence[int], routing: dict[bytes, np.ndarray] | None) -> Completion:
+    """A vLLM completion output as our record; with `routing` (the worker's capture, keyed by token
+    sequence) its routed experts, which must be there."""
     if output.finish_reason not in ("stop", "length"):
         raise RuntimeError(f"vLLM finished a request with {output.finish_reason!r}")
     if output.logprobs is None:
         raise RuntimeError("vLLM returned no logprobs (SamplingParams.logprobs must be 0)")
     token_ids = list(output.token_ids)
     logprobs = [float(entry[token].logprob) for entry, token in zip(output.logprobs, token_ids, strict=True)]
-    return Completion(token_ids=token_ids, logprobs=logprobs, finish_reason=output.finish_reason)
+    routed = None
+    if routing is not None:
+        fed = np.array([*prompt_ids, *token_ids[:-1]], dtype=np.int64)  # the tokens the engine computed
+        routed = routing.get(fed.tobytes())
+        if routed is None:
+            raise RuntimeError(
+                f"the engine captured no routing for a completion of {len(token_ids)} tokens "
+                f"(prompt of {len(prompt_ids)}): grpo.routing_replay needs every token's routing"
+            )
+    return Completion(
+        token_ids=token_ids, logprobs=logprobs, finish_reason=output.finish_reason, routed_experts=routed
+    )

@@ -91,8 +91,11 @@ class RLSession:
             self.replica,
         )
 
-    def train(self, cfg: RunConfig, groups: Sequence[RolloutGroup]) -> tuple[list[StepResult], float]:
-        """The step's updates (the engine sleeps meanwhile); returns them and the logprob seconds."""
+    def train(
+        self, cfg: RunConfig, groups: Sequence[RolloutGroup]
+    ) -> tuple[list[StepResult], float, dict[str, float]]:
+        """The step's updates (the engine sleeps meanwhile); returns them, the logprob seconds and the
+        mixture-of-experts routing metrics (empty for a dense model)."""
         if self.engine is not None:
             self.engine.sleep()
         out = train_on_groups(
@@ -104,6 +107,7 @@ class RLSession:
             self.pad_id,
             *self.replica,
             self.reference,
+            replay=cfg.routing_replay,
         )
         if self.engine is not None:
             self.engine.wake_up()
@@ -167,7 +171,7 @@ def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> 
         start = time.perf_counter()
         collected = session.collect(cfg, state.consumed_rows)
         generate_seconds = time.perf_counter() - start
-        results, logprob_seconds = session.train(cfg, collected.groups)
+        results, logprob_seconds, routing = session.train(cfg, collected.groups)
         refit_seconds = session.refit(cfg)
         state.step += 1
         state.consumed_rows = collected.next_position
@@ -180,7 +184,7 @@ def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> 
             "step_seconds": time.perf_counter() - start,
         }
         if logger and state.step % cfg.logging.log_interval_steps == 0:
-            logger.log(state.step, step_metrics(collected, results, policy.optimizer, timings))
+            logger.log(state.step, {**step_metrics(collected, results, policy.optimizer, timings), **routing})
         if policy.checkpoint_if_due(grpo.train_steps):
             return policy.stopped("grpo")
     return policy.finished()

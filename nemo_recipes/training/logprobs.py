@@ -18,6 +18,7 @@ from megatron.core import parallel_state, tensor_parallel
 
 from nemo_recipes.data.rl_batch import RLBatch
 from nemo_recipes.model.packed_attention import packed_seq_params
+from nemo_recipes.training.moe_routing import RoutingStats, routed
 from nemo_recipes.training.step import run_step
 
 
@@ -43,10 +44,15 @@ def token_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return shift + torch.log(normaliser) - weighted / normaliser
 
 
-def packed_logits(model: torch.nn.Module, batch: RLBatch) -> torch.Tensor:
-    """The model's output for a packed row (thd: each sequence attends only to itself)."""
+def packed_logits(
+    model: torch.nn.Module, batch: RLBatch, replay: bool = False, stats: RoutingStats | None = None
+) -> torch.Tensor:
+    """The model's output for a packed row (thd: each sequence attends only to itself). A
+    mixture-of-experts model replays the engine's routing in the batch with `replay`, and counts
+    its routers' choices into `stats` when given (nemo_recipes.training.moe_routing)."""
     params = packed_seq_params(batch.document_lengths)
-    return model(batch.tokens, batch.position_ids, None, packed_seq_params=params)
+    with routed(model, batch.routed_experts, batch.routed_tokens, replay, stats):
+        return model(batch.tokens, batch.position_ids, None, packed_seq_params=params)
 
 
 def row_length(batches: Sequence[RLBatch]) -> int:
@@ -58,28 +64,34 @@ def row_length(batches: Sequence[RLBatch]) -> int:
     return max(lengths)
 
 
-def _logprob_forward_step(temperature: float):
+def _logprob_forward_step(temperature: float, replay: bool, stats: RoutingStats | None):
     def forward_step(batch: RLBatch, model: torch.nn.Module):
         def collect(output: torch.Tensor):
             logprobs = batch.per_response(token_logprobs(output, batch.labels, temperature))
             logprobs = logprobs * batch.response_mask
             return output.new_zeros(()), batch.response_mask.sum().int(), {"logprobs": logprobs.detach()}
 
-        return packed_logits(model, batch), collect
+        return packed_logits(model, batch, replay, stats), collect
 
     return forward_step
 
 
 def compute_logprobs(
-    model: list, batches: Sequence[RLBatch], temperature: float
+    model: list,
+    batches: Sequence[RLBatch],
+    temperature: float,
+    replay: bool = False,
+    stats: RoutingStats | None = None,
 ) -> list[torch.Tensor] | None:
     """The trainer's logprob of every response token, per micro-batch: [n, L] float32, 0 outside
-    `response_mask`.
+    `response_mask`. `replay`: a mixture-of-experts model routes as the engine did (the batches'
+    `routed_experts`); `stats`: its routers' choices are counted there.
 
     Forward only, through megatron-core's pipeline schedule (collective over the model-parallel
     group). Returns the list on the last pipeline stage and None on the others.
     """
-    result = run_step(model, batches, _logprob_forward_step(temperature), row_length(batches), 1, ())
+    step = _logprob_forward_step(temperature, replay, stats)
+    result = run_step(model, batches, step, row_length(batches), 1, ())
     if not parallel_state.is_pipeline_last_stage():
         return None
     return [out["logprobs"] for out in result.outputs]

@@ -30,6 +30,10 @@ GRPO: 60 steps of 8 prompts x 8 responses, lr 3e-4, two updates a step. Measured
 
 Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation beside it, the final
 evaluation about 40 s.
+
+The same check runs on the mixture-of-experts model (`tiny-qwen3-moe`: the warm start, GRPO with
+routing replay, the evaluations through an exported MoE directory in vLLM), slow-marked: seed 1234,
+56.5 % -> 100.0 %, 495 s.
 """
 
 from __future__ import annotations
@@ -88,9 +92,10 @@ def _label(word: str, shift: int) -> str:
     return CATEGORIES[(CATEGORIES.index(category) + shift) % len(CATEGORIES)]
 
 
-def sft_warm_start(run_dir: Path) -> Path:
+def sft_warm_start(run_dir: Path, model: str) -> Path:
     sets = [
         f"run_dir={run_dir}",
+        f"model.hf_config={model}",
         f"sft.train_data=[{warm_start_data(run_dir.parent / 'warm_start.jsonl')}]",
         f"seed={SEED}",
         f"sft.train_steps={WARM_STEPS}",
@@ -112,14 +117,17 @@ def greedy_pass_rate(out: Path) -> float:
     return report["suites"]["sns"]["tasks"]["label"]["score"]
 
 
-def test_greedy_pass_rate_on_held_out_items_rises(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["tiny-qwen3", pytest.param("tiny-qwen3-moe", marks=pytest.mark.slow)])
+def test_greedy_pass_rate_on_held_out_items_rises(model: str, tmp_path: Path) -> None:
     start = time.monotonic()
-    init = sft_warm_start(tmp_path / "sft")
+    init = sft_warm_start(tmp_path / "sft", model)
     # The warm start's evaluation runs beside GRPO: each side mostly waits for the other process.
     warm_log = tmp_path / "eval_warm.log"
     with warm_log.open("w") as log:
         warm_eval = subprocess.Popen(
-            cli_command(eval_args(init, tmp_path / "eval_warm", TEST, f"seed={SEED}")),
+            cli_command(
+                eval_args(init, tmp_path / "eval_warm", TEST, f"seed={SEED}", f"model.hf_config={model}")
+            ),
             cwd=REPO,
             env=cli_env(),
             stdout=log,
@@ -131,6 +139,7 @@ def test_greedy_pass_rate_on_held_out_items_rises(tmp_path: Path) -> None:
             grpo_args(
                 run_dir,
                 f"seed={SEED}",
+                f"model.hf_config={model}",
                 f"model.init_from={init}",
                 f"grpo.train_data=[{TRAIN}]",
                 f"grpo.train_steps={STEPS}",
@@ -147,10 +156,16 @@ def test_greedy_pass_rate_on_held_out_items_rises(tmp_path: Path) -> None:
     if warm_eval.wait(timeout=900) != 0:
         pytest.fail(f"redone eval of the warm start failed:\n{warm_log.read_text()[-6000:]}")
     final = run_dir / "checkpoints" / f"step_{STEPS:08d}"
-    run_cli(eval_args(final, tmp_path / "eval_grpo", TEST, f"seed={SEED}"), timeout=900)
+    run_cli(
+        eval_args(final, tmp_path / "eval_grpo", TEST, f"seed={SEED}", f"model.hf_config={model}"),
+        timeout=900,
+    )
 
     before, after = greedy_pass_rate(tmp_path / "eval_warm"), greedy_pass_rate(tmp_path / "eval_grpo")
-    print(f"seed {SEED}: greedy pass rate {before:.1f} -> {after:.1f} in {time.monotonic() - start:.0f} s")
+    print(
+        f"{model} seed {SEED}: greedy pass rate {before:.1f} -> {after:.1f} "
+        f"in {time.monotonic() - start:.0f} s"
+    )
     assert 15 <= before <= 75, f"the warm start should partly do the task: {before:.1f} % (seed {SEED})"
     assert after >= before + 20, f"greedy pass rate {before:.1f} -> {after:.1f} % (seed {SEED})"
 
