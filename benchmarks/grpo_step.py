@@ -156,7 +156,7 @@ def main() -> None:
                 t_collect, collected = timed(session.collect, cfg, position)
             position = collected.next_position
             t_train, (_, t_logprobs) = timed(session.train, cfg, collected.groups)
-            t_refit = session.refit()
+            t_refit = session.refit(cfg)
             if step >= args.warmup:
                 for name, value in zip(
                     names, (t_bare, t_collect, t_logprobs, t_train - t_logprobs, t_refit), strict=True

@@ -196,7 +196,22 @@ def check_run(cfg: RunConfig, world_size: int) -> Problems:
             f"sft.record_format: {cfg.sft.record_format}: stage 2 trains on the chat records it builds "
             "(sft_data.sns_data holds your task records); remove sft.record_format from the recipe"
         )
-    return problems + _layout(cfg, world_size, "grpo")
+    return problems + _lora_units(cfg) + _layout(cfg, world_size, "grpo")
+
+
+def _lora_units(cfg: RunConfig) -> Problems:
+    """`pipeline.lora_units` takes its settings from model.lora and names units that run."""
+    units, problems = cfg.pipeline.lora_units, []
+    if units and cfg.model.lora is None:
+        problems.append(
+            f"pipeline.lora_units {units}: needs model.lora, the adapters' settings (`model.lora: {{}}` "
+            "for the defaults)"
+        )
+    if units and "baseline_sft" in units and not cfg.pipeline.baseline_sft:
+        problems.append(
+            "pipeline.lora_units names baseline_sft, which runs only with pipeline.baseline_sft: true"
+        )
+    return problems
 
 
 def preflight(cfg: RunConfig, world_size: int, *commands: Command, model: Path | None = None) -> None:

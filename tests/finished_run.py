@@ -1,15 +1,21 @@
 """A finished `redone run` directory as the runner writes it, without models: every unit's manifest (its
 `outputs` in the layout run directories hold), eval reports, the diagnosis, stage 2's data, stage 3's
-weights and stand-in checkpoints. For the pipeline's tests of its typed outputs and report."""
+weights and stand-in checkpoints (a LoRA unit's with its lora.json and merged copy). For the pipeline's
+tests of its typed outputs and report."""
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
+from nemo_recipes.checkpoint.files import LORA_FILE
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.model import LoRAConfig
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.pipeline.manifest import file_digest, write_manifest
+from nemo_recipes.pipeline.runner import Pipeline
 
 SCORES = {
     "base_eval": {"sns": 9.0, "translation": 3.8, "general": None},
@@ -34,6 +40,19 @@ STARTS_FROM = {
 }
 """The unit whose checkpoint each unit starts from."""
 TRAINED = ("stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft")
+LORA = LoRAConfig(rank=8, alpha=16.0, target_modules=["linear_qkv", "linear_proj"])
+"""The adapters' settings of a unit written with `lora=True`."""
+BASE_SHA256 = "0123456789ab" + "f" * 52
+
+
+def quiet_pipeline(cfg: RunConfig, root: Path, nproc: int = 1) -> Pipeline:
+    """A Pipeline, without keeping the stop-signal handlers that its child runner installs."""
+    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
+    try:
+        return Pipeline(cfg, root, nproc)
+    finally:
+        signal.signal(signal.SIGTERM, saved[0])
+        signal.signal(signal.SIGUSR1, saved[1])
 
 
 def eval_report(model: str, scores: dict[str, float | None]) -> dict[str, Any]:
@@ -57,8 +76,8 @@ def _write_json(path: Path, doc: Any) -> Path:
     return path
 
 
-def _unit_files(root: Path, unit: str) -> None:
-    """The files a unit leaves besides its manifest."""
+def _unit_files(root: Path, unit: str, lora_base: str | None = None) -> None:
+    """The files a unit leaves besides its manifest; with `lora_base`, a LoRA unit's record of it."""
     out = root / unit
     out.mkdir(parents=True, exist_ok=True)
     if unit in SCORES:
@@ -71,6 +90,9 @@ def _unit_files(root: Path, unit: str) -> None:
         ]
         rows[-1]["conversations_seen"] = TRAINING["conversations_seen"]
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        if lora_base is not None:
+            record = {"base": lora_base, "base_sha256": BASE_SHA256, "lora": LORA.model_dump()}
+            _write_json(out / "checkpoints" / "step_2" / LORA_FILE, record)
     if unit == "diagnosis":
         _write_json(out / "diagnosis.json", {"selected": SELECTED})
         (out / "diagnosis.md").write_text("# Diagnosis\n", encoding="utf-8")
@@ -91,13 +113,15 @@ def _unit_files(root: Path, unit: str) -> None:
         _write_json(out / "example_budget.json", budget)
 
 
-def unit_outputs(root: Path, base: Path, unit: str) -> dict[str, Any]:
-    """A unit's manifest `outputs`, laid out as the runner writes them."""
+def unit_outputs(root: Path, base: Path, unit: str, lora: bool = False) -> dict[str, Any]:
+    """A unit's manifest `outputs`, laid out as the runner writes them (a LoRA unit's with `lora`)."""
     checkpoint = {"base_eval": str(base)} | {u: str(root / u / "checkpoints" / "step_2") for u in TRAINED}
     if unit in SCORES:
+        model = str(root / unit / "merged") if lora else checkpoint[unit]
         evaluated = {"eval_report": str(root / unit / "eval" / "report.json"), "scores": SCORES[unit]}
-        training = {} if unit == "base_eval" else {"training": TRAINING}
-        return {"checkpoint": checkpoint[unit], **evaluated, **training}
+        adapters = checkpoint[unit] if lora else None
+        training = {} if unit == "base_eval" else {"training": TRAINING, "adapters": adapters}
+        return {"checkpoint": model, **evaluated, **training}
     if unit == "diagnosis":
         diagnosis = str(root / unit / "diagnosis.json")
         return {"checkpoint": checkpoint["stage1_grpo"], "diagnosis": diagnosis, "selected": SELECTED}
@@ -114,14 +138,17 @@ def unit_outputs(root: Path, base: Path, unit: str) -> dict[str, Any]:
     return {"checkpoint": checkpoint["stage3_grpo"], "hf_dir": hf, "report": report}
 
 
-def write_unit(root: Path, base: Path, unit: str, config_hash: str = "0" * 64) -> dict[str, Any]:
-    """Leave `unit` finished under `root` (its files, then its manifest); returns its manifest."""
-    _unit_files(root, unit)
-    outputs = unit_outputs(root, base, unit)
+def write_unit(
+    root: Path, base: Path, unit: str, config_hash: str = "0" * 64, lora: bool = False
+) -> dict[str, Any]:
+    """Leave `unit` finished under `root` (its files, then its manifest; a LoRA unit with `lora`, on a
+    full parent); returns its manifest."""
     parent = UNITS[UNITS.index(unit) - 1] if unit != UNITS[0] else None
     starts_from = (
         unit_outputs(root, base, STARTS_FROM[unit])["checkpoint"] if unit in STARTS_FROM else str(base)
     )
+    _unit_files(root, unit, starts_from if lora else None)
+    outputs = unit_outputs(root, base, unit, lora)
     manifest = {
         "unit": unit,
         "commands": [["redone", "eval", str(base)]],

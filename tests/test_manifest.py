@@ -60,6 +60,7 @@ def test_typed_outputs_round_trip_through_the_manifest(tmp_path: Path) -> None:
         TrainingOutputs(
             checkpoint, tmp_path / "eval/report.json", {"sns": 4.5}, {"steps": 2, "loss_last": 1.5}
         ),
+        TrainingOutputs(tmp_path / "merged", tmp_path / "eval/report.json", {}, {}, adapters=checkpoint),
         DiagnosisOutputs(checkpoint, tmp_path / "diagnosis.json", ["sns_hashtag", "sns_ner"]),
         SFTDataOutputs(
             checkpoint, tmp_path / "train.jsonl", "ab" * 32, {"total": 3, "targeted": {"records": 2}}
@@ -71,9 +72,14 @@ def test_typed_outputs_round_trip_through_the_manifest(tmp_path: Path) -> None:
         unit_dir = tmp_path / f"unit{i}"
         unit_dir.mkdir()
         write_manifest(unit_dir, {"unit": unit_dir.name, "outputs": outputs.to_json()})
-        assert read_manifest(unit_dir)["outputs"]["checkpoint"] == str(checkpoint)  # paths as strings
+        assert read_manifest(unit_dir)["outputs"]["checkpoint"] == str(outputs.checkpoint)  # strings
         assert read_outputs(unit_dir, type(outputs)) == outputs
-        assert read_outputs(unit_dir, UnitOutputs) == UnitOutputs(checkpoint)  # read as a base type
+        assert read_outputs(unit_dir, UnitOutputs) == UnitOutputs(outputs.checkpoint)  # as a base type
+    before_lora = samples[1].to_json()
+    del before_lora["adapters"]  # a manifest written before LoRA: a full fine-tune
+    (tmp_path / "old").mkdir()
+    write_manifest(tmp_path / "old", {"unit": "old", "outputs": before_lora})
+    assert read_outputs(tmp_path / "old", TrainingOutputs) == samples[1]
 
 
 def test_reading_an_unfinished_or_incomplete_unit_is_a_clear_error(tmp_path: Path) -> None:

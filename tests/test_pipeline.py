@@ -7,7 +7,6 @@ The pipeline end to end (and killed in each unit) is in tests/test_pipeline_e2e.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -17,27 +16,18 @@ import yaml
 from eval.intervals import add_intervals
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import ConfigError, config_hash, load_config
-from nemo_recipes.config.pipeline import UNITS
+from nemo_recipes.config.pipeline import TRAINING_UNITS, UNITS
 from nemo_recipes.demo import summary_table
+from nemo_recipes.pipeline.errors import PipelineError
 from nemo_recipes.pipeline.outputs import TrainingOutputs, UnitOutputs, read_outputs
 from nemo_recipes.pipeline.report import write_final_report
-from nemo_recipes.pipeline.runner import UNIT_TABLE, Pipeline
+from nemo_recipes.pipeline.runner import UNIT_TABLE
 from nemo_recipes.preflight import check_run
 from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli
-from tests.finished_run import write_unit
+from tests.finished_run import quiet_pipeline, write_unit
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
-
-
-def quiet_pipeline(cfg: RunConfig, root: Path, nproc: int = 1) -> Pipeline:
-    """A Pipeline, without keeping the stop-signal handlers that its child runner installs."""
-    saved = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGUSR1)
-    try:
-        return Pipeline(cfg, root, nproc)
-    finally:
-        signal.signal(signal.SIGTERM, saved[0])
-        signal.signal(signal.SIGUSR1, saved[1])
 
 
 def test_missing_data_and_unknown_task_fail_before_training(tmp_path: Path) -> None:
@@ -304,3 +294,90 @@ def test_the_final_report_shows_the_intervals_of_the_eval_reports(tmp_path: Path
     assert claims["rl_first_keeps_general"]["holds"] is False  # 0.0 both
     assert "- [does not hold] stage 1 raises SNS over the base: SNS -4.5 [" in text
     assert "RL-first vs SFT-only: SNS -2.4 [" in text
+
+
+def test_lora_units_are_checked_before_anything_runs(tmp_path: Path) -> None:
+    """`pipeline.lora_units` takes its settings from model.lora, names training units only, and the
+    SFT-only arm only when it runs; each problem names the key."""
+    sets = [f"run_dir={tmp_path / 'run'}", f"model.init_from={tmp_path}"]
+
+    def problems(*more: str) -> list[str]:
+        found = check_run(load_config(RunConfig, RECIPE, [*sets, *more]), 1)
+        return [p for p in found if "pipeline.lora_units" in p]
+
+    assert problems("model.lora.rank=8", "pipeline.lora_units=[stage1_grpo]") == []
+    assert problems("model.lora.rank=8") == []  # every training unit
+    no_settings = problems("pipeline.lora_units=[stage2_sft]")
+    assert len(no_settings) == 1 and "pipeline.lora_units ['stage2_sft']: needs model.lora" in no_settings[0]
+    arm = problems("model.lora={}", "pipeline.lora_units=[baseline_sft]")
+    assert arm == ["pipeline.lora_units names baseline_sft, which runs only with pipeline.baseline_sft: true"]
+    assert problems("model.lora={}", "pipeline.lora_units=[baseline_sft]", "pipeline.baseline_sft=true") == []
+    with pytest.raises(ConfigError, match=r"pipeline\.lora_units\.0"):
+        load_config(RunConfig, RECIPE, [*sets, "pipeline.lora_units=[diagnosis]"])
+
+
+def test_a_lora_unit_exports_its_adapters_merged_and_hands_that_model_on(tmp_path: Path) -> None:
+    """A LoRA unit trains with model.lora, exports its checkpoint merged into `<unit>/merged`, evaluates
+    that and hands it on (the next unit's model.init_from, the diagnosis, the rehearsal model); the
+    final export merges a LoRA stage 3; the report says how each training unit trained."""
+    root, base = tmp_path / "run", tmp_path / "base"
+    sets = [f"run_dir={root}", f"model.init_from={base}", "model.lora.rank=8"]
+    lora_units = ("stage1_grpo", "stage3_grpo")
+    cfg = load_config(RunConfig, RECIPE, [*sets, f"pipeline.lora_units=[{','.join(lora_units)}]"])
+    pipeline = quiet_pipeline(cfg, root)
+    assert [u for u in TRAINING_UNITS if pipeline.trains_lora(u)] == list(lora_units)
+    every = quiet_pipeline(load_config(RunConfig, RECIPE, sets), root)
+    assert all(every.trains_lora(u) for u in TRAINING_UNITS)
+    full = quiet_pipeline(load_config(RunConfig, RECIPE, sets[:2]), root)
+    assert not any(full.trains_lora(u) for u in TRAINING_UNITS)
+    assert pipeline.eval_config() == full.eval_config()  # evaluations read a checkpoint's own lora.json
+
+    written = {}
+    for unit in UNITS[:-1]:
+        files = pipeline.plan(unit).files
+        if unit in TRAINING_UNITS:
+            assert files["stage.yaml"]["model"]["lora"] == (
+                cfg.model.lora.model_dump() if unit in lora_units else None
+            )
+            # A unit's config (and hash) says whether it trains adapters, not which others do.
+            assert files["stage.yaml"]["pipeline"]["lora_units"] is None  # at its default
+        written[unit] = write_unit(root, base, unit, config_hash(files), lora=unit in lora_units)["outputs"]
+
+    stage1_ckpt, merged = root / "stage1_grpo/checkpoints/step_2", root / "stage1_grpo/merged"
+    plan = pipeline.plan("stage1_grpo")
+    evaluate = ["eval", str(merged), "--config", str(root / "stage1_grpo/eval.yaml")]
+    evaluate += ["--out", str(root / "stage1_grpo/eval"), "--label", "stage1 RL", "--no-progress"]
+    assert [c.argv() for c in plan.commands][1:] == [
+        ["convert", "mcore-to-hf", str(stage1_ckpt), str(merged), "--dtype", "float32"],
+        evaluate,
+    ]
+    stage1 = pipeline.outputs("stage1_grpo", TrainingOutputs)
+    assert (stage1.checkpoint, stage1.adapters, stage1.trained) == (merged, stage1_ckpt, stage1_ckpt)
+    assert json.dumps(plan.outputs().to_json()) == json.dumps(written["stage1_grpo"])
+    assert len(pipeline.plan("stage2_sft").commands) == 2  # a full unit: train, evaluate
+    assert pipeline.plan("stage2_sft").files["stage.yaml"]["model"]["init_from"] == str(merged)
+    assert pipeline.plan("diagnosis").files["stage.yaml"]["diagnosis"]["model"] == str(merged)
+    assert pipeline.plan("sft_data").files["stage.yaml"]["sft_data"]["rehearsal_model"] == str(merged)
+    stage3_ckpt = root / "stage3_grpo/checkpoints/step_2"
+    export = pipeline.plan("final").commands[0].argv()  # from the adapters: merged by the export
+    assert export == [
+        "convert",
+        "mcore-to-hf",
+        str(stage3_ckpt),
+        str(root / "final/hf"),
+        "--dtype",
+        "float32",
+    ]
+
+    report = write_final_report(root, root / "final").read_text()
+    stage2 = root / "stage2_sft/checkpoints/step_2"
+    assert f"| stage1_grpo | 60 | 1 | `{merged}` |" in report
+    assert "## How each stage trained\n\n" in report
+    adapters = "LoRA rank 8, alpha 16 on linear_qkv, linear_proj"
+    assert f"- stage1_grpo: {adapters}; base {base} (sha256 0123456789ab)\n" in report
+    assert "- stage2_sft: full fine-tune\n" in report
+    assert f"- stage3_grpo: {adapters}; base {stage2} (sha256 0123456789ab)\n" in report
+    assert "- baseline_sft: full fine-tune\n" in report
+    (stage1_ckpt / "lora.json").unlink()
+    with pytest.raises(PipelineError, match=r"a LoRA unit's checkpoint without its lora\.json"):
+        write_final_report(root, root / "final")

@@ -16,11 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nemo_recipes.checkpoint.files import is_hf_dir, read_lora_record, weights_sha256
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import load_config
 from nemo_recipes.config.pipeline import UNITS
 from nemo_recipes.data.sft_selection import rehearsal_count
 from nemo_recipes.pipeline.manifest import file_digest, read_manifest
+from nemo_recipes.pipeline.report import write_final_report
 from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli, signal_tree, start_cli, wait_until
+from tests.finished_run import quiet_pipeline, write_unit
 
 RECIPE = REPO / "nemo_recipes/recipes/pipeline_tiny.yaml"
 EVALUATED = ("base_eval", "stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft")
@@ -179,3 +184,40 @@ def test_killed_in_every_unit_and_at_every_boundary_equals_an_uninterrupted_run(
     assert (run_dir / "sft_data/train.jsonl").read_bytes() == (
         reference / "sft_data/train.jsonl"
     ).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_lora_stage_trains_adapters_and_hands_its_merged_model_on(
+    tmp_path: Path, init_ckpt: Path, small_eval: Path
+) -> None:
+    """`redone run` with LoRA on stage 1, to its end: the stage trains adapters on the base, exports them
+    merged (an HF directory), evaluates that, and the units after it start from it; the final report
+    (the later units stood in for) prints stage 1's adapters and base."""
+    run_dir, base = (tmp_path / "run").resolve(), init_ckpt.resolve()
+    sets = ["model.lora.rank=8", "pipeline.lora_units=[stage1_grpo]", "pipeline.stop_after=stage1_grpo"]
+    run_cli(
+        [*pipeline_args(run_dir, base, small_eval), *(a for s in sets for a in ("--set", s))], timeout=900
+    )
+
+    stage1 = read_manifest(run_dir / "stage1_grpo")
+    merged, adapters = Path(stage1["outputs"]["checkpoint"]), Path(stage1["outputs"]["adapters"])
+    assert merged == run_dir / "stage1_grpo/merged" and is_hf_dir(merged)
+    assert adapters == run_dir / "stage1_grpo/checkpoints/step_00000002"
+    export = ["redone", "convert", "mcore-to-hf", str(adapters), str(merged), "--dtype", "float32"]
+    assert stage1["commands"][1] == export
+    record = read_lora_record(adapters)
+    assert record["base"] == str(base) and record["base_sha256"] == weights_sha256(base)
+    assert json.loads((run_dir / "stage1_grpo/eval/report.json").read_text())["model"] == str(merged)
+
+    cfg = load_config(RunConfig, RECIPE, [f"run_dir={run_dir}", f"model.init_from={base}", *sets])
+    pipeline = quiet_pipeline(cfg, run_dir)
+    for unit in ("diagnosis", "sft_data", "stage2_sft", "stage3_grpo"):
+        if unit == "stage2_sft":
+            model = pipeline.plan(unit).files["stage.yaml"]["model"]
+            assert (model["init_from"], model["lora"]) == (str(merged), None)
+        write_unit(run_dir, base, unit)
+    report = write_final_report(run_dir, run_dir / "final").read_text()
+    targets = "linear_qkv, linear_proj, linear_fc1, linear_fc2"
+    sha = record["base_sha256"][:12]
+    assert f"- stage1_grpo: LoRA rank 8, alpha 32 on {targets}; base {base} (sha256 {sha})" in report
+    assert "- stage2_sft: full fine-tune" in report

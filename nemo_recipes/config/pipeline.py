@@ -7,7 +7,7 @@ evaluation from `eval`; this section holds only what belongs to the pipeline its
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -28,6 +28,9 @@ UNITS: tuple[UnitName, ...] = (
 )
 """The pipeline's units in order; each leaves `run_dir/<unit>/manifest.json` when it finishes.
 `baseline_sft` runs only with `pipeline.baseline_sft: true`."""
+TrainingUnitName = Literal["stage1_grpo", "stage2_sft", "stage3_grpo", "baseline_sft"]
+TRAINING_UNITS: tuple[TrainingUnitName, ...] = get_args(TrainingUnitName)
+"""The units that train (`redone grpo` / `redone sft`), and may train LoRA adapters (`lora_units`)."""
 
 
 class RefineConfig(StrictModel):
@@ -67,6 +70,11 @@ class PipelineConfig(StrictModel):
     compared with stage 3 in the final report."""
     baseline_sft_data: list[str] | None = None
     """The SFT-only arm's task records (null: sft_data.sns_data, stage 2's SNS pool)."""
+    lora_units: list[TrainingUnitName] | None = None
+    """The training units that train LoRA adapters with model.lora's settings (null: every training
+    unit when model.lora is set, none without it); the others fine-tune every weight. A LoRA unit
+    exports its checkpoint merged (`<unit>/merged`, an HF directory), which is what it evaluates and
+    what the units after it start from (docs/lora.md)."""
     refine: RefineConfig = Field(default_factory=RefineConfig)
 
 

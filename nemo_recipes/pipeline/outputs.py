@@ -7,7 +7,7 @@ order); `read_outputs` reads a finished unit's manifest back into one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any, Self, TypeVar, get_type_hints
 
@@ -30,11 +30,12 @@ class UnitOutputs:
     @classmethod
     def from_json(cls, outputs: dict[str, Any]) -> Self:
         """Read back from a manifest's `outputs` (keys that `cls` lacks, a subclass's, are left out)."""
-        missing = [f.name for f in fields(cls) if f.name not in outputs]
+        missing = [f.name for f in fields(cls) if f.name not in outputs and f.default is MISSING]
         if missing:
             raise ValueError(f"the outputs lack {', '.join(missing)} (expected {cls.__name__})")
         types = get_type_hints(cls)
-        return cls(**{f.name: _from_json(types[f.name], outputs[f.name]) for f in fields(cls)})
+        given = [f for f in fields(cls) if f.name in outputs]  # a field with a default may be absent
+        return cls(**{f.name: _from_json(types[f.name], outputs[f.name]) for f in given})
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,19 @@ class EvalUnitOutputs(UnitOutputs):
 
 @dataclass(frozen=True)
 class TrainingOutputs(EvalUnitOutputs):
-    """A training stage: its final checkpoint, evaluated, and its metrics summary (`summarize_metrics`)."""
+    """A training stage: its final model, evaluated, and its metrics summary (`summarize_metrics`).
+
+    A full fine-tune's model is its final checkpoint; a LoRA unit's (`pipeline.lora_units`) is that
+    checkpoint's merged HF export, and `adapters` the checkpoint (adapters only, `lora.json`)."""
 
     training: dict[str, float]
+    adapters: Path | None = None
+    """The LoRA unit's final checkpoint (None: a full fine-tune; manifests from before LoRA lack it)."""
+
+    @property
+    def trained(self) -> Path:
+        """The stage's own final checkpoint: the adapters' of a LoRA unit, else the model's."""
+        return self.adapters or self.checkpoint
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 
 from eval.report import compare, format_score, load_report
-from nemo_recipes.config.pipeline import UNITS
+from nemo_recipes.checkpoint.files import LORA_FILE, read_lora_record
+from nemo_recipes.config.pipeline import TRAINING_UNITS, UNITS
 from nemo_recipes.data.hard_tasks import TaskWeight
 from nemo_recipes.pipeline.claims import BASELINE, check_claims, versus_baseline
+from nemo_recipes.pipeline.errors import PipelineError
 from nemo_recipes.pipeline.manifest import read_manifest
 from nemo_recipes.pipeline.outputs import (
     DiagnosisOutputs,
@@ -98,6 +100,30 @@ def _stage_table(root: Path, intervals: dict[str, dict[str, list[float] | None]]
     return lines
 
 
+def training_method(outputs: TrainingOutputs) -> str:
+    """How a training unit trained: `LoRA rank r, alpha a on <targets>; base <path> (sha256 <12
+    chars>)` from its checkpoint's LoRA record, or `full fine-tune`."""
+    record = read_lora_record(outputs.trained)
+    if record is None:
+        if outputs.adapters is not None:
+            raise PipelineError(f"{outputs.adapters}: a LoRA unit's checkpoint without its {LORA_FILE}")
+        return "full fine-tune"
+    lora = record["lora"]
+    return (
+        f"LoRA rank {lora['rank']}, alpha {lora['alpha']:g} on {', '.join(lora['target_modules'])}; "
+        f"base {record['base']} (sha256 {record['base_sha256'][:12]})"
+    )
+
+
+def _training_lines(root: Path) -> list[str]:
+    """`- <unit>: <training_method>` per finished training unit."""
+    return [
+        f"- {unit}: {training_method(read_outputs(root / unit, TrainingOutputs))}"
+        for unit in TRAINING_UNITS
+        if read_manifest(root / unit) is not None
+    ]
+
+
 def evaluated_reports(root: Path) -> dict[str, dict]:
     """Label -> eval report of every evaluated unit of the run under `root` (the SFT-only arm's only
     when it finished)."""
@@ -153,6 +179,10 @@ def write_final_report(root: Path, out: Path) -> Path:
         "## Units",
         "",
         *_stage_table(root, intervals),
+        "",
+        "## How each stage trained",
+        "",
+        *_training_lines(root),
         "",
         "## The recipe's claims (paired 95 % intervals)",
         "",

@@ -13,6 +13,10 @@ whose config changed since it ran is an error naming the keys (`--from UNIT` red
 follows). A stop signal is passed on to the running child, which checkpoints; the pipeline then
 exits 3 and the same command resumes it. `UNIT_TABLE` names each unit's planner and the type of the
 outputs its manifest holds (outputs.py), which later units and the report read back.
+
+A training unit trains LoRA adapters when `pipeline.lora_units` says so (model.lora's settings); it
+then exports its checkpoint merged (`<unit>/merged`, `redone convert mcore-to-hf`), evaluates that and
+hands it on as the next unit's `model.init_from`.
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class Pipeline:
         checkpoint that records neither), the rest at defaults, so that a change to training alone
         leaves the evaluations' config hashes as they were."""
         tree = self.cfg.model_dump(mode="json")
+        tree["model"]["lora"] = None  # a LoRA checkpoint is evaluated with its own settings (lora.json)
         return RunConfig.model_validate({key: tree[key] for key in EVAL_KEYS}).model_dump(mode="json")
 
     def eval_command(self, unit: str, model: Callable[[], Path]) -> Command:
@@ -129,6 +134,7 @@ class Pipeline:
         tree["run_dir"] = str(run_dir)
         for key in LAUNCH_KEYS:
             del tree["pipeline"][key]
+        del tree["pipeline"]["lora_units"]  # a unit's own model.lora says whether it trains adapters
         for dotted, value in updates.items():
             node = tree
             *parents, leaf = dotted.split(".")
@@ -148,21 +154,41 @@ class Pipeline:
         )
 
     def plan_training(self, unit: str, command: str, parent: Path, data: list[str], **updates) -> Plan:
-        out = self.dir(unit)
-        stage = self.stage_config(out, **{"model.init_from": str(parent), **updates})
+        """Train from `parent`, then evaluate. A LoRA unit (`trains_lora`) exports its adapters merged
+        into `<unit>/merged` (an HF directory) in between: its model, evaluated and handed on."""
+        out, lora = self.dir(unit), self.trains_lora(unit)
+        stage = self.stage_config(
+            out, **{"model.init_from": str(parent), **({} if lora else {"model.lora": None}), **updates}
+        )
+        merged = out / "merged"
+
+        def model() -> Path:
+            return merged if lora else self.final_checkpoint(unit)
+
+        def export() -> list[str] | None:
+            if (merged / "config.json").is_file():  # published atomically
+                return None
+            checkpoint = str(self.final_checkpoint(unit))
+            return ["convert", "mcore-to-hf", checkpoint, str(merged), "--dtype", self.cfg.model.dtype]
+
+        train = Command(lambda: [command, str(out / "stage.yaml")], training=True)
         return Plan(
             {"stage.yaml": stage, "eval.yaml": self.eval_config()},
-            [
-                Command(lambda: [command, str(out / "stage.yaml")], training=True),
-                self.eval_command(unit, lambda: self.final_checkpoint(unit)),
-            ],
+            [train, *([Command(export)] if lora else []), self.eval_command(unit, model)],
             parent,
             data,
             lambda: TrainingOutputs(
-                **asdict(self.eval_outputs(unit, self.final_checkpoint(unit))),
+                **asdict(self.eval_outputs(unit, model())),
                 training=summarize_metrics(out / "metrics.jsonl"),
+                adapters=self.final_checkpoint(unit) if lora else None,
             ),
         )
+
+    def trains_lora(self, unit: str) -> bool:
+        """Whether a training unit trains LoRA adapters: those `pipeline.lora_units` names, every one
+        when it is null and model.lora is set, none without model.lora."""
+        units = self.cfg.pipeline.lora_units
+        return self.cfg.model.lora is not None and (units is None or unit in units)
 
     def final_checkpoint(self, unit: str) -> Path:
         checkpoint = latest_checkpoint(self.dir(unit) / "checkpoints")
@@ -309,13 +335,14 @@ class Pipeline:
         return plan
 
     def plan_final(self) -> Plan:
-        stage3 = self.checkpoint("stage3_grpo")
+        trained = self.outputs("stage3_grpo", TrainingOutputs)
+        stage3 = trained.checkpoint
         hf = self.dir("final") / "hf"
 
-        def export() -> list[str] | None:
+        def export() -> list[str] | None:  # stage 3's own checkpoint: LoRA adapters are merged
             if not self.cfg.pipeline.export_hf or (hf / "config.json").is_file():  # published atomically
                 return None
-            return ["convert", "mcore-to-hf", str(stage3), str(hf), "--dtype", self.cfg.model.dtype]
+            return ["convert", "mcore-to-hf", str(trained.trained), str(hf), "--dtype", self.cfg.model.dtype]
 
         commands = [Command(export)]
 

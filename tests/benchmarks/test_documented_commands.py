@@ -40,6 +40,8 @@ SMALLEST = {
     "data_curation": Smallest(("--base-docs", "400", "--repeats", "1"), "DSIR:"),
     # One vLLM engine start (~35 s on 2 cores): the default run checks `--help` only.
     "grpo_step": Smallest(("--steps", "1", "--warmup", "0"), "ratio collect/bare generate:", slow=True),
+    # Two models and one vLLM engine start: 47-118 s on 2 shared cores, so `--help` in the default run.
+    "lora_step": Smallest(("--steps", "1", "--warmup", "0", "--refits", "1"), "lora vs full:", slow=True),
     # The packed-vs-padded forms (`--length-mix`): trainer phases only, no engine.
     "sft_step --length-mix": Smallest(
         ("--steps", "1", "--warmup", "0", "--conversations", "16"), "packed vs padded:"
@@ -125,7 +127,7 @@ def cases() -> list:
 def test_commands_are_found() -> None:
     """The parser sees the docs' commands (a change in how the docs write them must not empty the list)."""
     names = {cmd.name for cmd in documented_commands()}
-    assert {"sft_step", "grpo_step", "convert_roundtrip", "data_curation"} <= names
+    assert {"sft_step", "grpo_step", "convert_roundtrip", "data_curation", "lora_step"} <= names
 
 
 def test_every_benchmark_is_documented_as_a_file() -> None:
