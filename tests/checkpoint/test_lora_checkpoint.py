@@ -7,6 +7,8 @@ import json
 import random
 from pathlib import Path
 
+import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+
 import pytest
 from megatron.core import dist_checkpointing
 
