@@ -31,8 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from eval.report import load_report
 from nemo_recipes.checkpoint.files import latest_checkpoint
 from nemo_recipes.config import RunConfig
@@ -56,32 +54,10 @@ from nemo_recipes.pipeline.outputs import (
     read_outputs,
     suite_scores,
 )
+from nemo_recipes.pipeline.plan import PLAN_FILE, Command, Plan
 from nemo_recipes.pipeline.report import EVALUATED, unit_scores, write_final_report
 from nemo_recipes.preflight import preflight
 from nemo_recipes.tasks import load_task_table
-
-
-@dataclass
-class Command:
-    """One child process: `redone ARGV`, the argv made when the command is due (None: nothing to do)."""
-
-    argv: Callable[[], list[str] | None]
-    training: bool = False
-    """Training commands run under `pipeline.launcher` or with `--nproc`, the others under
-    `pipeline.single_launcher`."""
-
-
-@dataclass
-class Plan:
-    """What a unit runs: its config files, its commands, how to read its outputs."""
-
-    files: dict[str, Any]
-    """File name in the unit directory -> content (YAML for .yaml, else JSON); hashed into the manifest."""
-    commands: list[Command]
-    parent_checkpoint: Path | None
-    data: list[str]
-    outputs: Callable[[], UnitOutputs]
-    """The unit's outputs (its type in UNIT_TABLE), read after the commands ran."""
 
 
 @dataclass
@@ -394,7 +370,7 @@ class Pipeline:
 
     def recorded_files(self, unit: str) -> dict | None:
         """The config files an interrupted attempt of `unit` wrote, as a pseudo-manifest (or None)."""
-        recorded = self.dir(unit) / "plan.json"
+        recorded = self.dir(unit) / PLAN_FILE
         return json.loads(recorded.read_text(encoding="utf-8")) if recorded.is_file() else None
 
     def check_unchanged(self, unit: str, recorded_hash: str | None, plan: Plan, digest: str) -> None:
@@ -411,16 +387,7 @@ class Pipeline:
     def run_unit(self, unit: str, plan: Plan, digest: str, parent: str | None) -> int:
         out = self.dir(unit)
         out.mkdir(parents=True, exist_ok=True)
-        for name, content in plan.files.items():
-            text = (
-                yaml.safe_dump(content, sort_keys=False)
-                if name.endswith(".yaml")
-                else json.dumps(content, indent=2)
-            )
-            (out / name).write_text(text, encoding="utf-8")
-        (out / "plan.json").write_text(
-            json.dumps({"config_hash": digest, "files": plan.files}), encoding="utf-8"
-        )
+        plan.write_files(out, digest)
         started, clock = datetime.now(UTC).isoformat(timespec="seconds"), time.perf_counter()
         self.say(f"{unit}: running (log: {out / 'log.txt'})")
         with open(out / "log.txt", "a", encoding="utf-8") as log:
