@@ -16,7 +16,6 @@ the suite scores with their 95 % intervals and which of the recipe's claims hold
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shutil
@@ -32,6 +31,7 @@ from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import load_config
 from nemo_recipes.pipeline.child_process import STOPPED, ChildRunner
 from nemo_recipes.pipeline.claims import Claim
+from nemo_recipes.pipeline.manifest import file_digest
 from nemo_recipes.pipeline.runner import run_pipeline
 from nemo_recipes.tasks import load_task_table, read_task_records
 from nemo_recipes.tokenizer.build import build_tokenizer
@@ -44,14 +44,6 @@ BASE_DATA = ("sns_demo/base.jsonl", "general/base.jsonl")
 BASE_TABLES = ("sns_demo", "general")
 CHAT_DATA = "toy_chat/train.jsonl"
 """General chat the base model also trains on (and its tokenizer is trained on)."""
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_base_data(out: Path) -> Path:
@@ -109,12 +101,12 @@ def build_base(out: Path, work: Path, verbose: bool = False) -> Path:
     provenance = {
         "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"redone demo --build-base {out}",
-        "recipe": {"file": f"nemo_recipes/recipes/{recipe.name}", "sha256": sha256(recipe)},
+        "recipe": {"file": f"nemo_recipes/recipes/{recipe.name}", "sha256": file_digest(recipe)},
         "overrides": [o.replace(str(work), "WORK") for o in overrides],
         "seed": cfg.seed,
         "train_steps": cfg.sft.train_steps,
-        "data": {name: sha256(resolve_asset(name, "data")) for name in (*BASE_DATA, CHAT_DATA)},
-        "tokenizer": {"sha256": sha256(tokenizer / "tokenizer.json")},
+        "data": {name: file_digest(resolve_asset(name, "data")) for name in (*BASE_DATA, CHAT_DATA)},
+        "tokenizer": {"sha256": file_digest(tokenizer / "tokenizer.json")},
         "weights": {"dtype": "bfloat16", "sha256": weight_digests(export)},
         "versions": {
             "python": platform.python_version(),
@@ -131,7 +123,7 @@ def build_base(out: Path, work: Path, verbose: bool = False) -> Path:
 
 def weight_digests(model_dir: Path) -> dict[str, str]:
     """sha256 of each safetensors file of an HF directory."""
-    return {path.name: sha256(path) for path in sorted(model_dir.glob("*.safetensors"))}
+    return {path.name: file_digest(path) for path in sorted(model_dir.glob("*.safetensors"))}
 
 
 def shipped_base() -> Path:

@@ -15,10 +15,10 @@ from nemo_recipes.demo import (
     CHAT_DATA,
     RECIPES,
     SHIPPED_BASE,
-    sha256,
     shipped_base,
     weight_digests,
 )
+from nemo_recipes.pipeline.manifest import file_digest
 from tests.conftest import run_cli
 
 BASE = resolve_asset(SHIPPED_BASE, "models")
@@ -33,9 +33,11 @@ def test_the_shipped_base_is_what_its_provenance_records() -> None:
     recorded = provenance()
     assert shipped_base() == BASE
     assert weight_digests(BASE) == recorded["weights"]["sha256"]
-    assert recorded["recipe"]["sha256"] == sha256(RECIPES / "demo_base.yaml")
-    assert recorded["data"] == {name: sha256(resolve_asset(name, "data")) for name in (*BASE_DATA, CHAT_DATA)}
-    assert recorded["tokenizer"]["sha256"] == sha256(BASE / "tokenizer.json")
+    assert recorded["recipe"]["sha256"] == file_digest(RECIPES / "demo_base.yaml")
+    assert recorded["data"] == {
+        name: file_digest(resolve_asset(name, "data")) for name in (*BASE_DATA, CHAT_DATA)
+    }
+    assert recorded["tokenizer"]["sha256"] == file_digest(BASE / "tokenizer.json")
     size = sum(p.stat().st_size for p in BASE.iterdir())
     assert size < 25 * 2**20, f"the shipped base is {size / 2**20:.1f} MB"
 
