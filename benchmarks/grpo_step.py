@@ -16,15 +16,33 @@ trainer's cost does not depend on them), in the same process twice per step: pac
 `grpo.max_tokens_per_micro_batch` real tokens (the stage's path) and one sequence per row padded to
 max_prompt_tokens + max_response_tokens (the padded reference). Its last line reads
 `packed vs padded: <X>x faster, computed/real tokens <A> -> <B>`.
+
+With `--placement separate [--max-off-policy-steps K]` it runs the whole stage (`redone grpo`, one
+trainer process) twice on the same recipe, data and seed: colocated synchronous, then with the engines
+in a rollout process of their own, K steps off-policy (dynamic sampling off in both, so both generate
+the same prompts). It prints each one's mean step time and the trainer's idle share (colocated: the
+generation it waits through; separate: `trainer_wait_seconds`), the weight sync and engine pause, and
+ends with `separate (max_off_policy_steps K) vs colocated synchronous: <X>x faster per step, trainer
+idle <A> -> <B>`. On the demo recipe (the demo base answering the SNS demo tasks: mostly labels of a
+few tokens, a tail of translations and rewrites to the response budget) it is the long-tailed mix of
+real generation:
+
+    python benchmarks/grpo_step.py nemo_recipes/recipes/demo.yaml --placement separate \
+        --max-off-policy-steps 1 --set model.init_from=nemo_recipes/assets/models/demo-base \
+        --set model.tokenizer=nemo_recipes/assets/models/demo-base --steps 8 --warmup 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdown
 
@@ -117,6 +135,60 @@ def trainer_phases(cfg: RunConfig, steps: int, warmup: int) -> None:
     )
 
 
+def placement_comparison(recipe: str, overrides: list[str], k: int, steps: int, warmup: int) -> None:
+    """The stage itself (`redone grpo`, one trainer process) twice on the same data and settings:
+    colocated synchronous, then separate with `k` steps off-policy; per-step times from its metrics."""
+    work = Path(tempfile.mkdtemp(prefix="grpo-placement-"))
+    runs = {"colocated": [], "separate": ["grpo.placement=separate", f"grpo.max_off_policy_steps={k}"]}
+    rows = {}
+    for name, placement in runs.items():
+        sets = [
+            *overrides,
+            *placement,
+            f"run_dir={work / name}",
+            f"grpo.train_steps={warmup + steps}",
+            f"grpo.checkpoint.save_interval_steps={warmup + steps}",
+            "logging.tensorboard=false",
+            "logging.progress_bar=false",
+        ]
+        command = [
+            sys.executable,
+            "-m",
+            "nemo_recipes.cli",
+            "grpo",
+            recipe,
+            *[a for s in sets for a in ("--set", s)],
+        ]
+        with (work / f"{name}.log").open("w") as log:
+            subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+        metrics = work / name / "metrics.jsonl"
+        rows[name] = [json.loads(line) for line in metrics.read_text().splitlines()][warmup:]
+    lengths = sorted(r["response_tokens_mean"] for r in rows["colocated"])
+    truncated = statistics.mean(r["truncated_fraction"] for r in rows["colocated"])
+    print(f"recipe={recipe} steps={steps} after {warmup} warm-up, one trainer process")
+    print(
+        f"response tokens (step means): min {lengths[0]:.1f}, median {statistics.median(lengths):.1f}, "
+        f"max {lengths[-1]:.1f}; {truncated:.0%} of responses reach the budget"
+    )
+    idle_key = {"colocated": "generate_seconds", "separate": "trainer_wait_seconds"}
+    seconds, idle = {}, {}
+    for name, measured in rows.items():
+        seconds[name] = sum(r["step_seconds"] for r in measured) / len(measured)
+        idle[name] = sum(r[idle_key[name]] for r in measured) / sum(r["step_seconds"] for r in measured)
+        extra = ""
+        if name == "separate":
+            pause = statistics.median(r["engine_pause_seconds"] for r in measured)
+            sync = statistics.median(r["refit_seconds"] for r in measured)
+            extra = f", weight sync {sync * 1e3:.0f} ms, engine pause {pause * 1e3:.0f} ms (medians)"
+        print(f"{name:9s} {seconds[name] * 1e3:8.1f} ms/step, trainer idle {idle[name]:.0%}{extra}")
+    print(f"(logs and metrics under {work})")
+    print(
+        f"separate (max_off_policy_steps {k}) vs colocated synchronous: "
+        f"{seconds['colocated'] / seconds['separate']:.2f}x faster per step, "
+        f"trainer idle {idle['colocated']:.0%} -> {idle['separate']:.0%}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("recipe", nargs="?", default="nemo_recipes/recipes/grpo_tiny.yaml")
@@ -124,9 +196,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--length-mix", choices=["sns"], help="trainer phases only: packed vs padded")
+    parser.add_argument(
+        "--placement",
+        choices=["separate"],
+        help="the whole stage, separate placement vs colocated synchronous (see the module's docstring)",
+    )
+    parser.add_argument("--max-off-policy-steps", type=int, default=1, help="with --placement separate")
     args = parser.parse_args()
+    fixed = ["grpo.dynamic_sampling.enabled=false", "grpo.checkpoint.resume=never"]
+    if args.placement:
+        placement_comparison(
+            args.recipe, [*fixed, *args.overrides], args.max_off_policy_steps, args.steps, args.warmup
+        )
+        return
     work = tempfile.mkdtemp(prefix="grpo-bench-")
-    fixed = [f"run_dir={work}", "grpo.dynamic_sampling.enabled=false", "grpo.checkpoint.resume=never"]
+    fixed.append(f"run_dir={work}")
     cfg = load_config(RunConfig, args.recipe, [*fixed, *args.overrides])
     launch = read_launch_env()
     if launch.world_size != 1:

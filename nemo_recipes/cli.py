@@ -62,6 +62,14 @@ def _cmd_sft(args: argparse.Namespace) -> int:
     return 0 if run_sft(cfg).completed else 3  # 3: stopped by a signal after checkpointing
 
 
+def _cmd_rollout_server(args: argparse.Namespace) -> int:
+    cfg = load_config(RunConfig, args.recipe, args.overrides)
+    from nemo_recipes.rollout.server import serve
+
+    serve(cfg, args.address)
+    return 0
+
+
 def _cmd_grpo(args: argparse.Namespace) -> int:
     cfg = args.config
     preemption.install_handlers()
@@ -165,6 +173,11 @@ COMMANDS = {
     ),
     "sft": (_cmd_sft, "supervised fine-tuning (packed, answer-only) on chat records"),
     "grpo": (_cmd_grpo, "GRPO with DAPO options on task records, vLLM rollouts (RL stages 1 and 3)"),
+    "rollout-server": (
+        _cmd_rollout_server,
+        "the engines of a grpo.placement: separate run (started by the trainer on one machine, by Slurm "
+        "on nodes of their own)",
+    ),
     "diagnose": (_cmd_diagnose, "evaluate a model per task and name the weak tasks (diagnosis.json)"),
     "build-sft-data": (
         _cmd_build_sft_data,
@@ -237,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--prompt-tokens",
                 action="store_true",
                 help="prompt lengths (tokens) per data key and file against generation.max_prompt_tokens",
+            )
+        if name == "rollout-server":
+            p.add_argument(
+                "--address",
+                required=True,
+                metavar="HOST:PORT",
+                help="the trainer's first rank and grpo.rollout_port",
             )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")

@@ -15,6 +15,9 @@
 #   REDONE_RANK_WRAPPER   what each rank's task runs around the command (bash -c; see slurm/submit.py)
 #   REDONE_LOG_DIR        job logs go here; rank (or node) logs into REDONE_LOG_DIR/<job name>-<job id>/
 #   REDONE_GRACE_S        seconds the trainer gets to checkpoint after a stop signal
+#   REDONE_ROLLOUT_CMD    grpo.placement: separate: the rollout process (redone rollout-server ...), run
+#                         as a one-task step on the job's last node; the trainer's step gets the others
+#                         (empty: no rollout process)
 set -uo pipefail
 
 # GPU-cluster defaults (H100, NCCL). A value exported before sbatch, or given with --env, wins.
@@ -32,11 +35,22 @@ say() { echo "[redone-slurm $(date +%FT%T)] $*"; }
 
 restart=${SLURM_RESTART_COUNT:-0}
 mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+rollout_host=""
+if [ "${#REDONE_ROLLOUT_CMD[@]}" -gt 0 ]; then
+  rollout_host=${hosts[-1]}
+  unset 'hosts[-1]'
+fi
 export MASTER_ADDR=${hosts[0]}
 # Derived from the job and its restart, so that a requeued run never meets its predecessor's socket.
 export MASTER_PORT=$((20000 + (SLURM_JOB_ID * 16 + restart) % 20000))
 rank_logs="$REDONE_LOG_DIR/$SLURM_JOB_NAME-$SLURM_JOB_ID"
 mkdir -p "$rank_logs"
+if [ -n "$rollout_host" ]; then
+  # The rollout process connects to the first trainer rank on the port after MASTER_PORT's block.
+  rollout_port=$((20000 + (MASTER_PORT - 20000 + 8) % 20000))
+  REDONE_CMD+=(--set "grpo.rollout_port=$rollout_port")
+  REDONE_ROLLOUT_CMD+=(--set "grpo.rollout_port=$rollout_port" --address "$MASTER_ADDR:$rollout_port")
+fi
 # A rank whose trainer exits 3 (checkpointed after a stop signal) touches this file and exits 0 (the
 # rank wrapper): this script, and the pipeline, tell a stopped run from a finished one by it.
 export REDONE_STOPPED_MARK="$rank_logs/stopped-restart-$restart"
@@ -54,6 +68,9 @@ if [ "$REDONE_MODE" = driver ]; then
 else
   say "rank logs: $rank_logs/"
   step=(srun --kill-on-bad-exit=1 --open-mode=append "${REDONE_SRUN_ARGS[@]}")
+  if [ -n "$rollout_host" ]; then
+    step+=(--nodes="${#hosts[@]}" --nodelist="$(IFS=,; echo "${hosts[*]}")")
+  fi
   if [ "$REDONE_LAUNCHER" = torchrun ]; then
     step+=(--ntasks-per-node=1 --output="$rank_logs/node-%n.log"
       "$REDONE_TORCHRUN" --nnodes="${#hosts[@]}" --nproc-per-node="$REDONE_PROCS_PER_NODE"
@@ -89,6 +106,13 @@ on_term() {
 trap on_usr1 USR1
 trap on_term TERM
 
+rollout_pid=""
+if [ -n "$rollout_host" ]; then
+  say "rollout process on $rollout_host, connecting to $MASTER_ADDR:$rollout_port: $rank_logs/rollout.log"
+  srun --nodes=1 --ntasks=1 --nodelist="$rollout_host" --open-mode=append --output="$rank_logs/rollout.log" \
+    "${REDONE_SRUN_ARGS[@]}" "${REDONE_ROLLOUT_CMD[@]}" &
+  rollout_pid=$!
+fi
 "${step[@]}" &
 pid=$!
 if [ -n "$warned" ] && [ "$REDONE_MODE" = driver ]; then kill -TERM "$pid"; fi
@@ -96,6 +120,12 @@ if [ -n "$warned" ] && [ "$REDONE_MODE" = driver ]; then kill -TERM "$pid"; fi
 while kill -0 "$pid" 2>/dev/null; do wait "$pid"; done
 wait "$pid"
 rc=$?
+if [ -n "$rollout_pid" ]; then
+  # The trainer stops the rollout process when it ends; one still running after a minute is killed.
+  for _ in $(seq 60); do kill -0 "$rollout_pid" 2>/dev/null || break; sleep 1; done
+  kill -KILL "$rollout_pid" 2>/dev/null
+  wait "$rollout_pid" 2>/dev/null
+fi
 
 if [ -e "$REDONE_STOPPED_MARK" ] || { [ "$REDONE_MODE" = driver ] && [ "$rc" -eq 3 ]; }; then
   if [ -n "$ended_by_slurm" ]; then

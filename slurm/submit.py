@@ -5,7 +5,9 @@ fixed body `slurm/job.sh` (launch, stop-signal forwarding, requeue, failure repo
 (`--stage sft|grpo`) runs `redone <stage> RECIPE --set ...` on every rank. A pipeline job
 (`--stage run`) runs `redone run` once, in the batch script: it starts each training stage as a job
 step over every node (`pipeline.launcher`) and the one-process units as a step on one node
-(`pipeline.single_launcher`). The logs and the submitted script live in `<run_dir>/slurm/`.
+(`pipeline.single_launcher`). A GRPO job whose recipe says `grpo.placement: separate` gets one node
+more than `--nodes`, for the rollout process (`redone rollout-server`, a step of its own beside the
+trainer's). The logs and the submitted script live in `<run_dir>/slurm/`.
 """
 
 from __future__ import annotations
@@ -71,13 +73,16 @@ class JobSpec:
     srun_args: list[str] = field(default_factory=list)
     driver: bool = False
     """`command` is the pipeline, run in the batch script; it starts its stages as job steps."""
+    rollout_command: list[str] = field(default_factory=list)
+    """grpo.placement: separate: the rollout process (`redone rollout-server ...`), a one-task step on
+    a node of its own (the job's last), beside the trainer's step on the other `nodes`."""
 
 
 def _sbatch_lines(spec: JobSpec) -> list[str]:
     tasks = 1 if spec.launcher == "torchrun" else spec.procs_per_node
     opts = [
         f"--job-name={spec.job_name}",
-        f"--nodes={spec.nodes}",
+        f"--nodes={spec.nodes + (1 if spec.rollout_command else 0)}",
         f"--ntasks-per-node={tasks}",
         f"--chdir={spec.workdir}",
         f"--output={spec.log_dir}/%x-%j.log",
@@ -135,6 +140,7 @@ def render(spec: JobSpec) -> str:
         f"REDONE_RANK_WRAPPER={shlex.quote(RANK_WRAPPER)}",
         f"REDONE_LOG_DIR={shlex.quote(str(spec.log_dir))}",
         f"REDONE_GRACE_S={spec.grace_s}",
+        f"REDONE_ROLLOUT_CMD={_bash_array(spec.rollout_command)}",
     ]
     exports = [f"export {k}={shlex.quote(v)}" for k, _, v in (e.partition("=") for e in spec.env)]
     return "\n".join(
@@ -231,6 +237,22 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         raise ConfigError(f"--env {bad_env}: expected NAME=VALUE")
     if args.stage == "run" and args.launcher != "srun":
         raise ConfigError("--stage run: the pipeline starts its training stages with the srun launcher")
+    separate = cfg.grpo.placement == "separate"
+    if separate and args.stage == "run":
+        raise ConfigError(
+            "grpo.placement: separate in a pipeline job (--stage run) is not supported: submit the RL "
+            "stages as --stage grpo jobs (each gets a node for its rollout process)"
+        )
+    if (
+        separate
+        and args.stage == "grpo"
+        and args.gpus_per_node
+        and cfg.grpo.rollout_engines > args.gpus_per_node
+    ):
+        raise ConfigError(
+            f"grpo.rollout_engines {cfg.grpo.rollout_engines} exceeds --gpus-per-node {args.gpus_per_node}: "
+            "the rollout process runs one engine per GPU on its one node"
+        )
     if args.stage == "run":
         preflight(cfg, args.nodes * procs, "run")  # every problem of the recipe, before the job queues
     else:  # a stage's files may live on the cluster only: its job checks them when it starts
@@ -266,6 +288,9 @@ def spec_from_args(args: argparse.Namespace) -> JobSpec:
         env=args.env,
         sbatch_args=args.sbatch_args,
         srun_args=args.srun_args,
+        rollout_command=[exe("redone"), "rollout-server", str(args.recipe.resolve()), *sets]
+        if separate and args.stage == "grpo"
+        else [],
     )
     return pipeline_job(spec) if args.stage == "run" else spec
 

@@ -154,11 +154,13 @@ def save_checkpoint(
     state: TrainerState,
     ckpt_cfg: CheckpointConfig,
     lora_record: dict[str, Any] | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Collective: every rank calls it. Returns the final directory.
 
     The trained weights are saved (`trained_chunks`): with adapters, those alone and `lora_record`
-    (their settings, the base's path and sha256) as `LORA_FILE`.
+    (their settings, the base's path and sha256) as `LORA_FILE`. `extra_files` (name -> bytes, rank 0's)
+    go in the checkpoint too, before it is complete.
     """
     final = ckpt_root / checkpoint_name(state.step)
     partial = ckpt_root / (final.name + ".partial")
@@ -181,6 +183,8 @@ def save_checkpoint(
     if _rank0():
         if lora_record is not None:
             _atomic_write(partial / LORA_FILE, json.dumps(lora_record, indent=1))
+        for name, data in (extra_files or {}).items():
+            (partial / name).write_bytes(data)
         state.layout = current_layout()
         _atomic_write(partial / STATE_FILE, json.dumps(asdict(state), indent=1))
         os.replace(partial, final)

@@ -104,6 +104,20 @@ class GRPOConfig(StrictModel):
     """AdamW and the learning-rate schedule, counted in RL steps (each mini_batches_per_step updates)."""
     checkpoint: RLCheckpointConfig = Field(default_factory=RLCheckpointConfig)
     """When to save, how many to keep, whether to resume."""
+    placement: Literal["colocated", "separate"] = "colocated"
+    """colocated: each data-parallel replica's first rank hosts an engine, and generation and training
+    take turns. separate: `rollout_engines` engines run in a rollout process of their own (started by
+    the trainer on its machine, or by the Slurm job on nodes of their own) and generate ahead of the
+    trainer, within `max_off_policy_steps` (docs/grpo.md, "Asynchronous GRPO")."""
+    max_off_policy_steps: int = Field(0, ge=0)
+    """separate placement: step n trains on rollouts of the policy after step n - max_off_policy_steps,
+    generated while the trainer trains the steps in between (0: synchronous, colocated's trajectory)."""
+    rollout_engines: PositiveInt = 1
+    """separate placement: vLLM engines sharing each generation round (one device each on a GPU)."""
+    rollout_port: int | None = Field(None, gt=0, lt=65536)
+    """separate placement: the port on the first trainer rank's host where the rollout process connects
+    (weights one way, rollouts the other); null: a free port, and the trainer starts the rollout process
+    on its own machine (set it when a Slurm job starts the engines on nodes of their own)."""
     routing_replay: bool | None = None
     """Mixture-of-experts policies: the trainer routes every token through the experts the engine
     routed it to (old logprobs, reference and updates); null = on for an MoE model, off for a dense one
@@ -143,6 +157,17 @@ class GRPOConfig(StrictModel):
                 f"max_tokens_per_micro_batch {self.token_budget} must hold the longest sequence: "
                 f"generation.max_prompt_tokens + max_response_tokens = {self.seq_length}"
             )
+        if self.placement == "colocated":
+            separate_only = {
+                "max_off_policy_steps": self.max_off_policy_steps != 0,
+                "rollout_engines": self.rollout_engines != 1,
+                "rollout_port": self.rollout_port is not None,
+            }
+            if set_keys := [k for k, is_set in separate_only.items() if is_set]:
+                raise ValueError(
+                    f"{', '.join(set_keys)} need placement: separate (colocated engines take turns with "
+                    "the trainer, one per data-parallel replica)"
+                )
         if self.overlong.enabled and self.overlong.buffer_tokens >= gen.max_response_tokens:
             raise ValueError(
                 f"overlong.buffer_tokens {self.overlong.buffer_tokens} must be below "

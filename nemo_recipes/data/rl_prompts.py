@@ -8,7 +8,9 @@ from typing import Any
 
 from nemo_recipes.config.assets import resolve_asset
 from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.config.rl import GRPOConfig
 from nemo_recipes.data.chat_render import generation_prompt_ids
+from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.tasks import TaskRecord, TaskTable, read_task_records
 
 
@@ -98,3 +100,21 @@ def load_prompts(
     """
     read = read_prompt_records(files, table, on_bad_record, data_key)
     return tokenize_prompts(read, table, tokenizer, max_prompt_tokens, data_key)
+
+
+def rl_prompt_stream(
+    grpo: GRPOConfig, table: TaskTable, tokenizer: Any, seed: int
+) -> tuple[PromptSet, TaskSampler]:
+    """The RL stage's prompts (`grpo.train_data`) and the sampler that orders them (balanced over tasks
+    by `grpo.task_weights`, else the table's weights): what the trainer and a rollout process share."""
+    prompt_set = load_prompts(
+        grpo.train_data,
+        table,
+        tokenizer,
+        grpo.generation.max_prompt_tokens,
+        grpo.on_bad_record,
+        "grpo.train_data",
+    )
+    weights = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in table.names}
+    sampler = TaskSampler([p.record.task for p in prompt_set.prompts], weights, seed)
+    return prompt_set, sampler

@@ -54,12 +54,21 @@ def _cell(label: str, diff: Difference | None) -> str:
     return f"{label} {diff.difference:+.1f} [{lo:+.1f}, {hi:+.1f}]"
 
 
-def _suite(reports: dict[str, dict], a: str, b: str, suite: str) -> Difference | None:
-    """B - A on a suite's score, paired; None when either report lacks the score."""
-    if a not in reports or b not in reports:
-        return None
-    seed, samples = bootstrap_settings(reports[a])
-    return paired_differences(reports[a], reports[b], seed, samples).get((suite, "suite"))
+class _Pairs:
+    """Paired differences between the reports of two labels, each pair bootstrapped once."""
+
+    def __init__(self, reports: dict[str, dict]) -> None:
+        self.reports = reports
+        self._done: dict[tuple[str, str], dict] = {}
+
+    def suite(self, a: str, b: str, suite: str) -> Difference | None:
+        """B - A on a suite's score, paired; None when either report lacks the score."""
+        if a not in self.reports or b not in self.reports:
+            return None
+        if (a, b) not in self._done:
+            seed, samples = bootstrap_settings(self.reports[a])
+            self._done[(a, b)] = paired_differences(self.reports[a], self.reports[b], seed, samples)
+        return self._done[(a, b)].get((suite, "suite"))
 
 
 def _above(diff: Difference | None) -> bool | None:
@@ -68,12 +77,13 @@ def _above(diff: Difference | None) -> bool | None:
 
 def check_claims(reports: dict[str, dict], diagnosed: list[str]) -> list[Claim]:
     """The four claims on `reports` (label -> eval report, PATH's labels and BASELINE's when it ran)."""
-    rise = _suite(reports, "base", "stage1 RL", "sns")
+    pairs = _Pairs(reports)
+    rise = pairs.suite("base", "stage1 RL", "sns")
     claims = [
         Claim("stage1_raises_sns", "stage 1 raises SNS over the base", _above(rise), _cell("SNS", rise))
     ]
 
-    kept = {label: _suite(reports, "base", label, "general") for label in PATH[1:]}
+    kept = {label: pairs.suite("base", label, "general") for label in PATH[1:]}
     if any(d is None or d.interval is None for d in kept.values()):
         holds = None
     else:
@@ -105,7 +115,7 @@ def check_claims(reports: dict[str, dict], diagnosed: list[str]) -> list[Claim]:
     )
 
     if BASELINE in reports:
-        margin = _suite(reports, BASELINE, "stage3 RL", "general")
+        margin = pairs.suite(BASELINE, "stage3 RL", "general")
         evidence = _cell("general, stage3 RL - sft-only", margin)
     else:
         margin, evidence = None, "the SFT-only arm did not run (pipeline.baseline_sft: false)"
@@ -125,9 +135,9 @@ def versus_baseline(reports: dict[str, dict]) -> str | None:
     or None when the SFT-only arm did not run."""
     if BASELINE not in reports or "stage3 RL" not in reports:
         return None
-    cells = []
+    pairs, cells = _Pairs(reports), []
     for suite, title in (("sns", "SNS"), ("translation", "translation"), ("general", "general")):
-        diff = _suite(reports, BASELINE, "stage3 RL", suite)
+        diff = pairs.suite(BASELINE, "stage3 RL", suite)
         if diff is not None:
             cells.append(_cell(title, diff))
     return "RL-first vs SFT-only: " + ", ".join(cells)

@@ -67,6 +67,8 @@ class RolloutGroup:
     filler: bool = False
     """An uninformative group that fills a slot after `max_generation_rounds`: logged, not trained on
     (zero advantage, outside the loss and its normaliser)."""
+    policy_version: int = 0
+    """The policy that generated the group: its weights after this many trainer steps of the stage."""
 
     @property
     def informative(self) -> bool:

@@ -36,8 +36,10 @@ def _ignore_stop_signals() -> None:
         signal.signal(s, signal.SIG_IGN)
 
 
-def _kill_tree(process: psutil.Process) -> None:
+def kill_tree(process: psutil.Process | int) -> None:
+    """SIGKILL a process (or pid) and all its descendants."""
     try:
+        process = psutil.Process(process) if isinstance(process, int) else process
         victims = [*process.children(recursive=True), process]
     except psutil.NoSuchProcess:
         return
@@ -72,7 +74,7 @@ def watch(host_pid: int, pids: list[int]) -> None:
     while any(_alive(p) for p in guarded):
         if host is None or not _alive(host):
             for p in guarded:
-                _kill_tree(p)
+                kill_tree(p)
             return
         time.sleep(POLL_SECONDS)
 

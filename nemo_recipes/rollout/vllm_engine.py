@@ -123,6 +123,7 @@ class VLLMEngine:
         load_weights: bool = False,
         lora_rank: int | None = None,
         capture_routing: bool = False,
+        beside_trainer: bool = True,
     ) -> None:
         """Start vLLM on `model_dir` (see `write_engine_model_dir`) with dummy weights, refit by the
         trainer it sits beside, or with the directory's own weights when `load_weights` (an HF model
@@ -132,6 +133,8 @@ class VLLMEngine:
         with `refit_adapter` and used by every generation. `capture_routing`: a mixture-of-experts
         model's completions carry the experts each token was routed to (`Completion.routed_experts`);
         the engine then runs eagerly and without prefix caching (see nemo_recipes.rollout.vllm_routing).
+        `beside_trainer`: a refit engine sharing its device with a trainer (colocated), not alone on it
+        (a separate placement's rollout process): it sets the memory defaults.
         """
         vllm = _import_vllm()
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") != "1":
@@ -149,7 +152,9 @@ class VLLMEngine:
                     f"model.lora.rank {lora_rank} exceeds vLLM's largest LoRA rank {VLLM_LORA_RANKS[-1]}"
                 )
             lora = {"enable_lora": True, "max_lora_rank": max_rank, "max_loras": 1}
-        engine_cfg = engine_cfg.resolved(on_gpu=torch.cuda.is_available(), beside_trainer=not load_weights)
+        engine_cfg = engine_cfg.resolved(
+            on_gpu=torch.cuda.is_available(), beside_trainer=beside_trainer and not load_weights
+        )
         self._sleep_enabled = torch.cuda.is_available() and engine_cfg.sleep_during_training
         self._capture_routing = capture_routing
         children_before = {p.pid for p in psutil.Process().children()}
@@ -183,8 +188,9 @@ class VLLMEngine:
             self._llm.collective_rpc("redone_start_routing_capture")
 
     @classmethod
-    def start(cls, cfg: RunConfig, work_dir: Path) -> VLLMEngine:
-        """The RL stage's engine: `cfg.model` in its dtype, `cfg.engine`, the stage's sequence budget.
+    def start(cls, cfg: RunConfig, work_dir: Path, beside_trainer: bool = True) -> VLLMEngine:
+        """The RL stage's engine: `cfg.model` in its dtype, `cfg.engine`, the stage's sequence budget;
+        `beside_trainer` as in the constructor.
 
         The config-only model directory is written under `work_dir`, one per hosting rank.
         """
@@ -204,6 +210,7 @@ class VLLMEngine:
             seed=cfg.seed,
             lora_rank=lora_rank,
             capture_routing=cfg.routing_replay,
+            beside_trainer=beside_trainer,
         )
 
     def generate(

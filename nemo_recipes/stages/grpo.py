@@ -1,9 +1,14 @@
-"""The RL stage (stages 1 and 3 of the recipe): DAPO-style GRPO with colocated vLLM rollouts.
+"""The RL stage (stages 1 and 3 of the recipe): DAPO-style GRPO with vLLM rollouts.
 
 `run_grpo(cfg)` is the whole stage: the shared set-up (`stages/setup.py`: launch, policy, run log),
-the session (prompts, policy, reference, engine), then per step: collect rollout groups (generate,
-score, dynamic sampling), train on them (old logprobs, mini-batch updates), refit the engine, log,
-checkpoint. Every step it calls is a shared component.
+the session (prompts, policy, reference, rollouts), then per step: take the step's rollout groups
+(generated, scored, dynamically sampled), train on them (old logprobs, mini-batch updates), hand the
+new weights to the engines, log, checkpoint. Every step it calls is a shared component.
+
+Where rollouts come from is `grpo.placement`: colocated, each replica's engine generates the step
+now, between trainings (`collect`, `refit`); separate, a rollout process of its own generates ahead
+of the trainer within `grpo.max_off_policy_steps` (nemo_recipes.rollout.remote), and a checkpoint
+keeps the rollouts generated for the steps it has not trained.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from typing import Any
 from nemo_recipes.parallel.distributed import is_logging_rank
 
 from nemo_recipes.config import RunConfig
-from nemo_recipes.data.rl_prompts import Prompt, load_prompts
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.data.rl_prompts import Prompt, rl_prompt_stream
 from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.metrics import MetricsLogger
 from nemo_recipes.records.rollout import RolloutGroup
-from nemo_recipes.rollout.groups import StepGroups, collect_step_groups
+from nemo_recipes.rollout.groups import StepGroups, collect_step_groups, replica_round
 from nemo_recipes.rollout.placement import hosts_engine
 from nemo_recipes.rollout.refit import refit_adapter, refit_engine
+from nemo_recipes.rollout.remote import PENDING_FILE, RemoteRollouts, check_versions, read_pending
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
 from nemo_recipes.stages.setup import (
     Policy,
@@ -56,13 +63,13 @@ def run_grpo(cfg: RunConfig) -> StageOutcome:
             try:
                 return _train(cfg, session, logger)
             finally:
-                if session.engine is not None:
-                    session.engine.shutdown()
+                session.close()
 
 
 @dataclass
 class RLSession:
-    """Everything one rank needs for GRPO steps: data, policy, reference, engine."""
+    """Everything one rank needs for GRPO steps: data, policy, reference, and where rollouts come from
+    (`engine`, colocated; `remote`, separate placement)."""
 
     tokenizer: Any
     table: TaskTable
@@ -74,28 +81,45 @@ class RLSession:
     pad_id: int
     replica: tuple[int, int]
     """(data-parallel rank, data-parallel size)."""
+    remote: RemoteRollouts | None = None
     full_refit_seconds: float = 0.0
     """The engine's first refit, of every weight (with model.lora: the base, once; then adapters only)."""
 
     def collect(self, cfg: RunConfig, position: int) -> StepGroups:
-        """The step's rollout groups, drawn from sampler position `position` (collective)."""
-        return collect_step_groups(
-            self.engine,
-            self.prompts,
-            self.sampler,
-            position,
-            cfg.grpo,
-            self.table,
-            self.tokenizer,
-            cfg.seed,
-            self.replica,
+        """Colocated: the step's rollout groups, generated now from sampler position `position` by the
+        replicas' engines under the current weights (collective)."""
+        generate_round = replica_round(
+            self.engine, cfg.grpo, self.table, self.tokenizer, cfg.seed, self.replica
         )
+        return collect_step_groups(
+            generate_round, self.prompts, self.sampler, position, cfg.grpo, self.policy.state.step
+        )
+
+    def rollouts(self, cfg: RunConfig) -> tuple[StepGroups, dict[str, float]]:
+        """The next step's rollout groups and the seconds they cost the trainer (collective): generated
+        now (colocated), or taken from the rollout process (separate: `trainer_wait_seconds` is how
+        long the trainer idled for them, the engine's own timings come along)."""
+        state = self.policy.state
+        if self.remote is None:
+            start = time.perf_counter()
+            collected = self.collect(cfg, state.consumed_rows)
+            return collected, {"generate_seconds": time.perf_counter() - start}
+        item, waited = self.remote.take(state.step)
+        behind = check_versions(item.groups, state.step, cfg.grpo.max_off_policy_steps)
+        return item.groups, {
+            "trainer_wait_seconds": waited,
+            "generate_seconds": item.timings["engine_generate_seconds"],
+            "engine_wait_seconds": item.timings["engine_wait_seconds"],
+            "engine_pause_seconds": item.timings["engine_pause_seconds"],
+            "off_policy_steps_mean": sum(behind) / len(behind),
+            "off_policy_steps_max": max(behind),
+        }
 
     def train(
         self, cfg: RunConfig, groups: Sequence[RolloutGroup]
     ) -> tuple[list[StepResult], float, dict[str, float]]:
-        """The step's updates (the engine sleeps meanwhile); returns them, the logprob seconds and the
-        mixture-of-experts routing metrics (empty for a dense model)."""
+        """The step's updates (a colocated engine sleeps meanwhile); returns them, the logprob seconds
+        and the mixture-of-experts routing metrics (empty for a dense model)."""
         if self.engine is not None:
             self.engine.sleep()
         out = train_on_groups(
@@ -114,38 +138,54 @@ class RLSession:
         return out
 
     def refit(self, cfg: RunConfig) -> float:
-        """Push the policy's weights into the engine (collective); returns seconds. With model.lora
-        only the adapters travel: the engine keeps the frozen base from its first refit."""
+        """Hand the policy's weights to the engines (collective); returns seconds. Colocated: into the
+        replica's engine (with model.lora only the adapters travel: the engine keeps the frozen base from
+        its first refit); separate: published to the rollout process as the version of this step."""
+        if self.remote is not None:
+            return self.remote.publish(self.policy.model, self.policy.arch.model_type, self.policy.state.step)
         if cfg.model.lora is None:
             return refit_engine(self.policy.model, self.policy.arch.model_type, self.engine)
         adapter_dir = cfg.run_dir / "engine" / f"adapter-rank{self.replica[0]}"
         return refit_adapter(self.policy.model, cfg.model.lora, self.engine, adapter_dir, cfg.model.dtype)
 
+    def checkpoint_files(self) -> dict[str, bytes]:
+        """What a checkpoint keeps besides the policy: the rollouts generated for steps it has not
+        trained (separate placement; waits for them)."""
+        if self.remote is None:
+            return {}
+        return {PENDING_FILE: self.remote.pending(self.policy.state.step)}
+
+    def close(self) -> None:
+        """Stop the engines."""
+        if self.engine is not None:
+            self.engine.shutdown()
+        if self.remote is not None:
+            self.remote.close()
+
 
 def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
     """Build the session on this rank: prompts and sampler, the policy (resumed or initialised), the
-    reference when the loss has a KL term, and the engine, refit with the policy's weights."""
+    reference when the loss has a KL term, and the rollouts' source: the colocated engine, refit with
+    the policy's weights, or the rollout process, sent them as the current version."""
     grpo = cfg.grpo
     tokenizer = load_tokenizer(cfg.model)
     table = load_task_table(*cfg.task_tables)
-    prompt_set = load_prompts(
-        grpo.train_data,
-        table,
-        tokenizer,
-        grpo.generation.max_prompt_tokens,
-        grpo.on_bad_record,
-        "grpo.train_data",
-    )
-    weights = {t: grpo.task_weights.get(t, table.spec(t).sampling_weight) for t in table.names}
-    sampler = TaskSampler([p.record.task for p in prompt_set.prompts], weights, cfg.seed)
+    prompt_set, sampler = rl_prompt_stream(grpo, table, tokenizer, cfg.seed)
     if is_logging_rank() and prompt_set.skipped:
         print(f"[grpo] skipped {len(prompt_set.skipped)} bad records (on_bad_record: skip)", flush=True)
 
     policy = build_policy(cfg, grpo.optimizer, grpo.checkpoint, grpo.train_steps, grpo.mini_batches_per_step)
+    pending = read_pending(policy.resumed_from)
+    if pending and grpo.placement != "separate":
+        raise ConfigError(
+            f"{policy.resumed_from} holds rollouts generated ahead by a grpo.placement: separate run; "
+            "resume it with placement: separate"
+        )
     reference = None
     if grpo.loss.kl_coef > 0:
         reference = build_reference(cfg.model, cfg.parallel, cfg.model.init_from)
-    engine = VLLMEngine.start(cfg, cfg.run_dir / "engine") if hosts_engine() else None
+    separate = grpo.placement == "separate"
+    engine = VLLMEngine.start(cfg, cfg.run_dir / "engine") if hosts_engine() and not separate else None
     session = RLSession(
         tokenizer=tokenizer,
         table=table,
@@ -157,6 +197,10 @@ def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
         pad_id=pad_token_id(tokenizer),
         replica=replica,
     )
+    if separate:
+        session.remote = RemoteRollouts(cfg, policy.state.step, policy.state.consumed_rows, pending)
+        session.full_refit_seconds = session.refit(cfg)
+        return session
     session.full_refit_seconds = refit_engine(policy.model, policy.arch.model_type, engine)
     if cfg.model.lora is not None:
         session.refit(cfg)  # and the adapter on the base
@@ -164,19 +208,18 @@ def start_session(cfg: RunConfig, replica: tuple[int, int]) -> RLSession:
 
 
 def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> StageOutcome:
-    """The steps left: collect, train, refit, log, checkpoint; a stop signal ends it early."""
+    """The steps left: rollouts, train, refit, log, checkpoint; a stop signal ends it early."""
     grpo, policy = cfg.grpo, session.policy
     state = policy.state
     while state.step < grpo.train_steps:
         start = time.perf_counter()
-        collected = session.collect(cfg, state.consumed_rows)
-        generate_seconds = time.perf_counter() - start
+        collected, rollout_timings = session.rollouts(cfg)
         results, logprob_seconds, routing = session.train(cfg, collected.groups)
-        refit_seconds = session.refit(cfg)
         state.step += 1
         state.consumed_rows = collected.next_position
+        refit_seconds = session.refit(cfg)
         timings = {
-            "generate_seconds": generate_seconds,
+            **rollout_timings,
             "logprob_seconds": logprob_seconds,
             "train_seconds": sum(r.seconds for r in results),
             "refit_seconds": refit_seconds,
@@ -185,7 +228,7 @@ def _train(cfg: RunConfig, session: RLSession, logger: MetricsLogger | None) -> 
         }
         if logger and state.step % cfg.logging.log_interval_steps == 0:
             logger.log(state.step, {**step_metrics(collected, results, policy.optimizer, timings), **routing})
-        if policy.checkpoint_if_due(grpo.train_steps):
+        if policy.checkpoint_if_due(grpo.train_steps, session.checkpoint_files):
             return policy.stopped("grpo")
     return policy.finished()
 

@@ -9,7 +9,7 @@ weights), `run_log` (run-directory files and the metrics log), and `Policy.check
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -85,8 +85,11 @@ class Policy:
     lora_record: dict[str, Any] | None = None
     """With model.lora: the adapters' settings and the frozen base (path, sha256) each checkpoint keeps."""
 
-    def checkpoint_if_due(self, total_steps: int) -> bool:
-        """After a step (collective): save at the interval, at the last step or on a stop signal.
+    def checkpoint_if_due(
+        self, total_steps: int, extra_files: Callable[[], dict[str, bytes]] | None = None
+    ) -> bool:
+        """After a step (collective): save at the interval, at the last step or on a stop signal, with
+        the files `extra_files` returns (called only when saving; global rank 0's are written).
 
         Returns whether a stop signal arrived (on any rank): the stage ends now.
         """
@@ -95,7 +98,13 @@ class Policy:
         if stop or step % self.ckpt_cfg.save_interval_steps == 0 or step == total_steps:
             self.state.scheduler = self.scheduler.state_dict()
             self.last_checkpoint = save_checkpoint(
-                self.checkpoints, self.model, self.optimizer, self.state, self.ckpt_cfg, self.lora_record
+                self.checkpoints,
+                self.model,
+                self.optimizer,
+                self.state,
+                self.ckpt_cfg,
+                self.lora_record,
+                extra_files() if extra_files is not None else None,
             )
         return stop
 

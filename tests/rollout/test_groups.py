@@ -19,7 +19,7 @@ from nemo_recipes.data.task_sampler import TaskSampler
 from nemo_recipes.records.chat import RecordValidationError
 from nemo_recipes.records.rollout import Completion
 from nemo_recipes.rollout.generate import sample_seed
-from nemo_recipes.rollout.groups import collect_step_groups
+from nemo_recipes.rollout.groups import collect_step_groups, engines_round, replica_round
 from nemo_recipes.tasks import load_task_table
 
 
@@ -68,7 +68,8 @@ def collect(setup, solvable: set[str], position: int = 0, **grpo_sets):
         {"prompts_per_step": 4, "generation": {"num_generations_per_prompt": 4}} | grpo_sets
     )
     engine = ScriptedEngine(prompts, tokenizer, solvable)
-    got = collect_step_groups(engine, prompts, sampler, position, grpo, table, tokenizer, 7, (0, 1))
+    generate_round = replica_round(engine, grpo, table, tokenizer, 7, (0, 1))
+    got = collect_step_groups(generate_round, prompts, sampler, position, grpo, policy_version=3)
     return got, engine, [prompts[i].record.id for i in sampler.draw(position, 64)]
 
 
@@ -101,6 +102,23 @@ def test_without_dynamic_sampling_one_round_is_kept_as_drawn(setup) -> None:
     assert [g.position for g in got.groups] == [10, 11, 12, 13]
     assert [g.informative for g in got.groups] == [False, False, True, False]
     assert got.groups[2].rewards[0] == 1.0 and got.groups[2].equivalent == [True, False, True, False]
+
+
+def test_engines_of_a_rollout_process_split_a_round_and_agree_with_one(setup) -> None:
+    tokenizer, table, prompts, sampler = setup
+    _, _, order = collect(setup, set())
+    solvable = {order[0], order[2], order[5]}
+    grpo = GRPOConfig.model_validate({"prompts_per_step": 4, "generation": {"num_generations_per_prompt": 4}})
+    engines = [ScriptedEngine(prompts, tokenizer, solvable) for _ in range(2)]
+    two = collect_step_groups(engines_round(engines, grpo, table, tokenizer, 7), prompts, sampler, 0, grpo, 5)
+    one, _, _ = collect(setup, solvable)
+    assert [g.position for g in two.groups] == [g.position for g in one.groups]
+    assert [g.rewards for g in two.groups] == [g.rewards for g in one.groups]
+    assert all(len(e.seen_seeds) > 0 for e in engines)  # both engines generated a share of each round
+    assert sorted(e for engine in engines for e in engine.seen_seeds) == sorted(
+        sample_seed(7, p) for p in range(two.drawn)
+    )
+    assert {g.policy_version for g in two.groups} == {5} and {g.policy_version for g in one.groups} == {3}
 
 
 def test_sample_seeds_are_fixed_per_position() -> None:

@@ -2,7 +2,9 @@
 
 Rank 0 hosts the vLLM engine (on CPU, inside its process tree), the other rank trains beside it. The
 job logs the same per-step rollouts, rewards and updates as the same run under torchrun; warned before
-its time limit, it checkpoints, requeues itself and resumes to the same metrics.
+its time limit, it checkpoints, requeues itself and resumes to the same metrics. With
+`grpo.placement: separate` the trainer runs on one node and the rollout process on the other, and the
+job logs what the same run logs on one machine.
 """
 
 from __future__ import annotations
@@ -101,3 +103,16 @@ def test_grpo_time_limit_warning_checkpoints_requeues_and_resumes(
     ]
     assert len(resumed) == 1 and 1 <= resumed[0] < STEPS, f"resumed at {resumed}\n{job_logs(tmp_path)}"
     assert trajectory(tmp_path) == torchrun_trajectory
+
+
+def test_separate_placement_job_puts_the_rollout_process_on_its_own_node(tmp_path: Path) -> None:
+    asynchronous = ["--set", "grpo.placement=separate", "--set", "grpo.max_off_policy_steps=1"]
+    local_dir, job_dir = tmp_path / "local", tmp_path / "job"
+    job = submit(REPO / RECIPE, "--stage", "grpo", *overrides(job_dir), *asynchronous, "--nodes", "1")
+    run_cli(["grpo", RECIPE, *overrides(local_dir), *asynchronous], timeout=900)
+    end = wait_for_end(job, JOB_TIMEOUT_S, job_dir)
+    log = job_log(job_dir, job)
+    assert end["JobState"] == "COMPLETED", job_logs(job_dir)
+    assert "1 nodes (n1)" in log and "rollout process on n2, connecting to n1:" in log, log
+    assert "[grpo]" in rank_logs(job_dir, job)["rank-0.log"]
+    assert trajectory(job_dir) == trajectory(local_dir)

@@ -111,10 +111,33 @@ def test_pipeline_job_checks_the_whole_recipe_at_submit_time(tmp_path: Path) -> 
     assert proc.returncode == 2 and "model.init_from" in proc.stderr and str(missing) in proc.stderr
 
 
-@pytest.mark.parametrize("launcher", ["srun", "torchrun", "pipeline"])
+GRPO_RECIPE = REPO / "nemo_recipes/recipes/redone_qwen3_4b.yaml"
+SEPARATE = ["--stage", "grpo", "--set", "grpo.placement=separate", "--set", "grpo.rollout_engines=8"]
+
+
+def test_separate_placement_gets_a_node_for_its_rollout_process() -> None:
+    """A GRPO job with the engines in a rollout process: one node more, the rollout-server command on it
+    with the same recipe and overrides; more engines than a node's GPUs, or a pipeline job, refused."""
+    script = render(str(GRPO_RECIPE), *H100_FLAGS, *SEPARATE)
+    assert "#SBATCH --nodes=3" in script.splitlines()
+    sets = ["--set", "grpo.placement=separate", "--set", "grpo.rollout_engines=8"]
+    assert bash_array(script, "REDONE_ROLLOUT_CMD")[1:] == ["rollout-server", str(GRPO_RECIPE), *sets]
+    assert bash_array(script, "REDONE_CMD")[1:] == ["grpo", str(GRPO_RECIPE), *sets]
+    assert "REDONE_ROLLOUT_CMD=()" in render(str(GRPO_RECIPE), *H100_FLAGS, "--stage", "grpo").splitlines()
+    too_many = [*SEPARATE[:-1], "grpo.rollout_engines=9"]
+    proc = run_cli(["slurm", "submit", str(GRPO_RECIPE), *H100_FLAGS, *too_many, "--dry-run"], check=False)
+    assert proc.returncode == 2 and "grpo.rollout_engines 9 exceeds --gpus-per-node 8" in proc.stderr
+    pipeline = ["--stage", "run", "--set", "grpo.placement=separate"]
+    proc = run_cli(["slurm", "submit", str(GRPO_RECIPE), *H100_FLAGS, *pipeline, "--dry-run"], check=False)
+    assert proc.returncode == 2 and "submit the RL stages as --stage grpo jobs" in proc.stderr
+
+
+@pytest.mark.parametrize("launcher", ["srun", "torchrun", "pipeline", "separate"])
 def test_rendered_script_is_shellcheck_clean(launcher: str, tmp_path: Path, init_ckpt: Path) -> None:
     if launcher == "pipeline":
         script = render_pipeline(init_ckpt)
+    elif launcher == "separate":
+        script = render(str(GRPO_RECIPE), *H100_FLAGS, *CONTAINER_FLAGS, *SEPARATE)
     else:
         script = render(str(H100_RECIPE), *H100_FLAGS, *CONTAINER_FLAGS, "--launcher", launcher)
     path = tmp_path / "job.sbatch"

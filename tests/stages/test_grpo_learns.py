@@ -187,16 +187,20 @@ def warm_start_then_grpo(tmp_path: Path, model: str, *grpo_sets: str) -> Learned
     return Learned(before, after, read_metrics(run_dir, "grpo"), final, time.monotonic() - start)
 
 
-def check_learned(learned: Learned, what: str) -> None:
-    """The warm start partly does the task, GRPO raised it by >= 20 points, and stayed on-policy."""
+def check_learned(learned: Learned, what: str, max_off_policy_steps: int = 0) -> None:
+    """The warm start partly does the task, GRPO raised it by >= 20 points, and stayed on-policy (or,
+    asynchronous, trained every step on rollouts exactly `max_off_policy_steps` behind, once it could)."""
     before, after = learned.before, learned.after
     print(f"{what}, seed {SEED}: greedy pass rate {before:.1f} -> {after:.1f} in {learned.seconds:.0f} s")
     assert 15 <= before <= 75, f"the warm start should partly do the task: {before:.1f} % (seed {SEED})"
     assert after >= before + 20, f"{what}: greedy pass rate {before:.1f} -> {after:.1f} % (seed {SEED})"
     assert [r["step"] for r in learned.rows] == list(range(1, STEPS + 1))
-    for r in learned.rows:  # on-policy: the engine and the trainer agree on the sampled tokens' logprobs
-        assert r["logprob_mismatch_abs"] < 1e-4, r
+    for r in learned.rows:
         assert {"task/label/reward_mean", "task/label/groups_filtered_fraction", "entropy"} <= r.keys()
+        if max_off_policy_steps == 0:  # the engine and the trainer agree on the sampled tokens' logprobs
+            assert r["logprob_mismatch_abs"] < 1e-4, r
+        else:  # the versions the rollout process recorded: step n (from 1) trains on version n - 1 - k
+            assert r["off_policy_steps_max"] == min(r["step"] - 1, max_off_policy_steps), r
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", pytest.param("tiny-qwen3-moe", marks=pytest.mark.slow)])
@@ -215,3 +219,12 @@ def test_grpo_with_lora_raises_the_greedy_pass_rate_on_held_out_items(tmp_path: 
     )
     assert (learned.final / "lora.json").is_file()
     check_learned(learned, "LoRA")
+
+
+@pytest.mark.slow
+def test_one_step_off_policy_grpo_raises_the_greedy_pass_rate_on_held_out_items(tmp_path: Path) -> None:
+    """The same warm start, task and settings, the engines in a rollout process generating one step
+    ahead of the trainer (grpo.placement: separate, max_off_policy_steps: 1)."""
+    separate = ("grpo.placement=separate", "grpo.max_off_policy_steps=1")
+    learned = warm_start_then_grpo(tmp_path, "tiny-qwen3", "grpo.optimizer.lr=3.0e-4", *separate)
+    check_learned(learned, "one step off-policy", max_off_policy_steps=1)

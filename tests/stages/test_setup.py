@@ -22,7 +22,9 @@ def saved(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The steps saved; the fake save returns `<root>/step_<n>`."""
     steps: list[int] = []
 
-    def save(root: Path, model, optimizer, state: TrainerState, ckpt_cfg, lora_record=None) -> Path:
+    def save(
+        root: Path, model, optimizer, state: TrainerState, ckpt_cfg, lora_record=None, extra=None
+    ) -> Path:
         steps.append(state.step)
         return root / f"step_{state.step}"
 

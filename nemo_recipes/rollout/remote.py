@@ -1,0 +1,205 @@
+"""The trainer's side of `grpo.placement: separate`: the rollout process, its link, the steps ahead.
+
+The rollout process (nemo_recipes.rollout.server) generates step m's rollouts with the policy of
+version max(0, m - max_off_policy_steps): the weights after that many trainer steps. The trainer
+publishes each version the moment it exists and takes step n's rollouts when it trains step n, so
+generation of the next steps overlaps training. Versions are a function of the step alone, never of
+timing: a run's data order and policy versions are the same however fast each side is.
+
+A checkpoint after step n also holds the rollouts already generated for the steps it has not trained
+(n .. n + max_off_policy_steps - 1, generated with versions older than its weights, which it no longer
+has): a resumed run trains on those, and the rollout process starts after them with version n, so it
+continues exactly as the uninterrupted run would.
+
+Every trainer rank holds a `RemoteRollouts`; global rank 0 alone talks to the rollout process, and
+the others receive each step's groups from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch.distributed as dist
+
+from conversion.weights import iter_hf_weights
+from nemo_recipes import preemption
+from nemo_recipes.config import RunConfig
+from nemo_recipes.config.loader import ConfigError, config_hash, dump_config
+from nemo_recipes.launcher import free_port
+from nemo_recipes.rollout import orphan_guard
+from nemo_recipes.rollout.channel import (
+    ROLLOUT,
+    TRAINER,
+    Channel,
+    connect,
+    recv_object,
+    send_object,
+    send_tensors,
+)
+from nemo_recipes.rollout.groups import StepGroups
+
+PENDING_FILE = "pending_rollouts.pkl"
+"""In a checkpoint of a separate-placement run: the rollouts generated for steps it has not trained."""
+STOP_SECONDS = 60
+"""How long the trainer waits for a rollout process it started to exit after the stop message."""
+
+
+@dataclass(frozen=True)
+class RemoteStep:
+    """One step's rollouts as the rollout process sends them."""
+
+    step: int
+    groups: StepGroups
+    timings: dict[str, float] = field(default_factory=dict)
+    """engine_wait_seconds (idle until the step's policy version arrived), engine_pause_seconds
+    (loading it), engine_generate_seconds."""
+
+
+def version_for_step(step: int, max_off_policy_steps: int) -> int:
+    """The policy version that generates step `step`'s rollouts."""
+    return max(0, step - max_off_policy_steps)
+
+
+def version_needed(version: int, max_off_policy_steps: int, train_steps: int) -> bool:
+    """Whether some step of the stage is generated with `version` (the last ones never are)."""
+    return version == 0 or version + max_off_policy_steps < train_steps
+
+
+def read_pending(checkpoint: Path | None) -> list[RemoteStep]:
+    """The rollouts a checkpoint holds for steps it has not trained (none for a colocated run's)."""
+    if checkpoint is None or not (checkpoint / PENDING_FILE).is_file():
+        return []
+    return pickle.loads((checkpoint / PENDING_FILE).read_bytes())
+
+
+class RemoteRollouts:
+    """Rollouts from a separate rollout process (collective methods: every trainer rank calls them)."""
+
+    def __init__(self, cfg: RunConfig, start_step: int, position: int, pending: list[RemoteStep]) -> None:
+        """Start (or join) the rollout process and tell it where the stage stands: trained up to
+        `start_step`, the sampler at `position`, the `pending` rollouts of the steps after it in hand.
+        Global rank 0 connects; with `grpo.rollout_port` null it first starts the process itself."""
+        grpo = cfg.grpo
+        self._k, self._steps = grpo.max_off_policy_steps, grpo.train_steps
+        self._inbox = {p.step: p for p in pending}
+        self._channel: Channel | None = None
+        self._process: subprocess.Popen | None = None
+        self._guard: subprocess.Popen | None = None
+        if dist.get_rank() != 0:
+            return
+        expected = min(start_step + self._k, self._steps) - start_step
+        if [p.step for p in pending] != list(range(start_step, start_step + len(pending))) or (
+            pending and len(pending) != expected
+        ):
+            raise ConfigError(
+                f"the checkpoint holds rollouts for steps {[p.step for p in pending]}, but resuming step "
+                f"{start_step} with grpo.max_off_policy_steps {self._k} needs {expected} from step "
+                f"{start_step}: resume with the max_off_policy_steps it was saved with"
+            )
+        port = grpo.rollout_port or free_port()
+        if grpo.rollout_port is None:
+            self._process, self._guard = _start_rollout_process(cfg, port)
+        self._channel = connect(socket.gethostname() if grpo.rollout_port else "127.0.0.1", port, TRAINER)
+        first_step = start_step + len(pending)
+        first_position = pending[-1].groups.next_position if pending else position
+        hello = {"kind": "hello", "config": config_hash(cfg), "step": first_step, "position": first_position}
+        send_object(self._channel.weights, hello, ROLLOUT)
+
+    def take(self, step: int) -> tuple[RemoteStep, float]:
+        """Step `step`'s rollouts on every rank, and the seconds the trainer waited for them."""
+        start = time.perf_counter()
+        item = None
+        if self._channel is not None:
+            item = self._receive_through(step)
+            del self._inbox[step]
+        box = [item]
+        if dist.get_world_size() > 1:
+            dist.broadcast_object_list(box, src=0)
+        return box[0], time.perf_counter() - start
+
+    def publish(self, model_chunks: list, model_type: str, version: int) -> float:
+        """Send the policy's weights as `version` when a later step needs it; returns seconds (the
+        gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes and
+        waits only while the rollout process still holds the previous version unloaded)."""
+        if not version_needed(version, self._k, self._steps):
+            return 0.0
+        start = time.perf_counter()
+        weights = iter_hf_weights(model_chunks, model_type, with_tied_lm_head=True)
+        if self._channel is not None:
+            send_object(self._channel.weights, {"kind": "weights", "version": version}, ROLLOUT)
+            send_tensors(self._channel.weights, weights, ROLLOUT)
+        for _ in weights:  # the other ranks run their part of the gathers
+            pass
+        return time.perf_counter() - start
+
+    def pending(self, next_step: int) -> bytes:
+        """The rollouts of the steps from `next_step` that versions before it generate (waits for them),
+        pickled for a checkpoint; rank 0 only (others: empty)."""
+        if self._channel is None:
+            return b""
+        last = min(next_step + self._k, self._steps) - 1
+        if last >= next_step:
+            self._receive_through(last)
+        return pickle.dumps([self._inbox[s] for s in range(next_step, last + 1)])
+
+    def close(self) -> None:
+        """Stop the rollout process (its engines with it)."""
+        if self._channel is None:
+            return
+        with contextlib.suppress(RuntimeError):  # already gone: its own error was printed
+            send_object(self._channel.weights, {"kind": "stop"}, ROLLOUT)
+        if self._process is not None:
+            try:
+                self._process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                orphan_guard.kill_tree(self._process.pid)
+                self._process.wait()
+            self._guard.kill()
+            self._guard.wait()
+
+    def _receive_through(self, step: int) -> RemoteStep:
+        """Receive steps in order until `step` is in the inbox; returns it."""
+        while step not in self._inbox:
+            try:
+                item: RemoteStep = recv_object(self._channel.rollouts, ROLLOUT)
+            except RuntimeError as e:
+                code = self._process.poll() if self._process is not None else None
+                raise RuntimeError(
+                    f"the rollout process stopped answering (exit code {code}; its output is above): {e}"
+                ) from e
+            self._inbox[item.step] = item
+        return self._inbox[step]
+
+
+def _start_rollout_process(cfg: RunConfig, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """`redone rollout-server` on this machine for this run, and its orphan guard (it dies with us).
+
+    Started with the stop signals held: a signal to the whole job must not kill it before the trainer
+    has checkpointed the rollouts it has in hand (the trainer stops it then)."""
+    config_file = cfg.run_dir / "engine" / "rollout-config.yaml"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, config_file)
+    command = [sys.executable, "-m", "nemo_recipes.cli", "rollout-server", str(config_file)]
+    with preemption.signals_held():
+        process = subprocess.Popen([*command, "--address", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL)
+        guard = orphan_guard.guard([process.pid])
+    return process, guard
+
+
+def check_versions(groups: StepGroups, trained_step: int, max_off_policy_steps: int) -> list[int]:
+    """How many steps behind the trainer each group's policy is; an error past the bound."""
+    behind = [trained_step - g.policy_version for g in groups.groups]
+    if any(b < 0 or b > max_off_policy_steps for b in behind):
+        versions = sorted({g.policy_version for g in groups.groups})
+        raise RuntimeError(
+            f"step {trained_step} got rollouts of policy versions {versions}: outside "
+            f"grpo.max_off_policy_steps {max_off_policy_steps}"
+        )
+    return behind
