@@ -18,6 +18,7 @@ the others receive each step's groups from it.
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
 from conversion.weights import iter_hf_weights
@@ -178,17 +180,39 @@ class RemoteRollouts:
         return self._inbox[step]
 
 
+def rollout_devices(visible: list[str], trainer_ranks: int, engines: int) -> list[str]:
+    """The GPUs of this machine the rollout process gets: the `engines` after the trainer's ranks' own
+    (rank i drives GPU i); an error when the machine has too few."""
+    if trainer_ranks + engines > len(visible):
+        raise ConfigError(
+            f"grpo.placement: separate on one machine needs a GPU per trainer rank ({trainer_ranks}) and per "
+            f"engine (grpo.rollout_engines {engines}); this machine has {len(visible)}"
+        )
+    return visible[trainer_ranks : trainer_ranks + engines]
+
+
 def _start_rollout_process(cfg: RunConfig, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """`redone rollout-server` on this machine for this run, and its orphan guard (it dies with us).
+    """`redone rollout-server` on this machine for this run, and its orphan guard (it dies with us). On
+    GPUs it sees only its own (`rollout_devices`).
 
     Started with the stop signals held: a signal to the whole job must not kill it before the trainer
     has checkpointed the rollouts it has in hand (the trainer stops it then)."""
     config_file = cfg.run_dir / "engine" / "rollout-config.yaml"
     config_file.parent.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, config_file)
+    env = dict(os.environ)
+    if torch.cuda.is_available():
+        previous = env.get("CUDA_VISIBLE_DEVICES")
+        visible = previous.split(",") if previous else [str(i) for i in range(torch.cuda.device_count())]
+        local_ranks = int(env.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(
+            rollout_devices(visible, local_ranks, cfg.grpo.rollout_engines)
+        )
     command = [sys.executable, "-m", "nemo_recipes.cli", "rollout-server", str(config_file)]
     with preemption.signals_held():
-        process = subprocess.Popen([*command, "--address", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [*command, "--address", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, env=env
+        )
         guard = orphan_guard.guard([process.pid])
     return process, guard
 

@@ -9,27 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli
-from tests.stages.grpo_cli import grpo_args
+from tests.stages.grpo_cli import assert_same_step, first_step
 
 pytestmark = pytest.mark.parallel
 
 COMPARED = ("reward_mean", "loss", "policy_loss", "kl_ref", "ratio_mean", "entropy", "grad_norm")
+KL = "grpo.loss.kl_coef=0.01"
 
 
 def step_one(run_dir: Path, init: Path, nproc: int, *sets: str) -> dict[str, float]:
-    args = grpo_args(
-        run_dir,
-        f"model.init_from={init}",
-        "grpo.train_steps=1",
-        "grpo.mini_batches_per_step=2",
-        "grpo.max_tokens_per_micro_batch=384",  # several sequences per row (each at most 48 tokens)
-        "grpo.loss.kl_coef=0.01",
-        *sets,
-    )
-    run_cli(args, nproc=nproc, timeout=900)
-    (row,) = read_metrics(run_dir, "grpo")
-    return {k: row[k] for k in COMPARED}
+    """The first step with a KL term against the reference model."""
+    return first_step(run_dir, init, nproc, COMPARED, KL, *sets)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +45,7 @@ def test_the_token_budget_does_not_change_the_update(
 ) -> None:
     """One sequence per micro-batch row (the budget of one longest sequence) vs many per row."""
     got = step_one(tmp_path, init_ckpt, 1, "grpo.max_tokens_per_micro_batch=48")
-    diffs = {k: abs(got[k] - reference[k]) for k in COMPARED}
-    assert max(diffs.values()) <= 1e-5, f"{got} vs {reference} (diffs {diffs})"
+    assert_same_step(got, reference, "one sequence per row")
 
 
 @pytest.mark.parametrize(
@@ -65,6 +54,4 @@ def test_the_token_budget_does_not_change_the_update(
 def test_first_step_matches_single_process(
     layout: str, reference: dict[str, float], init_ckpt: Path, tmp_path: Path
 ) -> None:
-    got = step_one(tmp_path, init_ckpt, 2, *LAYOUTS[layout])
-    diffs = {k: abs(got[k] - reference[k]) for k in COMPARED}
-    assert max(diffs.values()) <= 1e-5, f"{layout}: {got} vs {reference} (diffs {diffs})"
+    assert_same_step(step_one(tmp_path, init_ckpt, 2, *LAYOUTS[layout]), reference, layout)

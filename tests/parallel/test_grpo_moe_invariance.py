@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import read_metrics, run_cli
-from tests.stages.grpo_cli import grpo_args
+from tests.conftest import run_cli
+from tests.stages.grpo_cli import assert_same_step, first_step
 
 pytestmark = pytest.mark.parallel
 
@@ -40,18 +40,7 @@ def moe_init(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def step_one(run_dir: Path, init: Path, nproc: int, *sets: str) -> dict[str, float]:
-    args = grpo_args(
-        run_dir,
-        MOE,
-        f"model.init_from={init}",
-        "grpo.train_steps=1",
-        "grpo.mini_batches_per_step=2",
-        "grpo.max_tokens_per_micro_batch=384",
-        *sets,
-    )
-    run_cli(args, nproc=nproc, timeout=900)
-    (row,) = read_metrics(run_dir, "grpo")
-    return {k: row[k] for k in COMPARED}
+    return first_step(run_dir, init, nproc, COMPARED, MOE, *sets)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +62,4 @@ def test_first_moe_step_matches_one_rank(
     layout: str, reference: dict[str, float], moe_init: Path, tmp_path: Path
 ) -> None:
     nproc, sets = LAYOUTS[layout]
-    got = step_one(tmp_path, moe_init, nproc, *sets)
-    diffs = {k: abs(got[k] - reference[k]) for k in COMPARED}
-    assert max(diffs.values()) <= 1e-5, f"{layout}: {got} vs {reference} (diffs {diffs})"
+    assert_same_step(step_one(tmp_path, moe_init, nproc, *sets), reference, layout)

@@ -1,0 +1,64 @@
+"""The separate placement's bookkeeping (nemo_recipes.rollout.remote, .server): which policy version
+generates each step, which versions are ever sent, the staleness check, the rollout process's
+staging slot and the GPUs it gets on one machine."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import torch
+
+from nemo_recipes.config.loader import ConfigError
+from nemo_recipes.records.rollout import Completion, RolloutGroup
+from nemo_recipes.rollout.groups import StepGroups
+from nemo_recipes.rollout.remote import check_versions, rollout_devices, version_for_step, version_needed
+from nemo_recipes.rollout.server import StagingSlot
+
+
+def test_step_versions_lag_by_the_bound_and_only_needed_versions_are_sent() -> None:
+    assert [version_for_step(m, 0) for m in range(4)] == [0, 1, 2, 3]
+    assert [version_for_step(m, 2) for m in range(5)] == [0, 0, 0, 1, 2]
+    steps = 5
+    for k in (0, 1, 2):
+        used = {version_for_step(m, k) for m in range(steps)}
+        assert {v for v in range(steps + 1) if version_needed(v, k, steps)} == used, k
+
+
+def _groups(*versions: int) -> StepGroups:
+    done = [Completion([1], [-0.5], "stop")] * 2
+    groups = [
+        RolloutGroup(i, "t", [1], done, [0.0, 1.0], [False, True], policy_version=v)
+        for i, v in enumerate(versions)
+    ]
+    return StepGroups(groups, len(groups), len(groups), 1, 0, {}, {})
+
+
+def test_rollouts_outside_the_bound_are_an_error() -> None:
+    assert check_versions(_groups(3, 3), trained_step=4, max_off_policy_steps=1) == [1, 1]
+    with pytest.raises(RuntimeError, match=r"policy versions \[2\]: outside grpo.max_off_policy_steps 1"):
+        check_versions(_groups(2), trained_step=4, max_off_policy_steps=1)
+    with pytest.raises(RuntimeError, match="outside"):  # from the future: a bookkeeping fault
+        check_versions(_groups(5), trained_step=4, max_off_policy_steps=1)
+
+
+def test_the_staging_slot_holds_one_version_and_hands_out_the_one_asked_for() -> None:
+    slot = StagingSlot()
+    tensors = [("w", torch.ones(2))]
+    slot.put(0, tensors)
+    second_put = threading.Thread(target=lambda: (slot.wait_empty(), slot.put(1, [])))
+    second_put.start()
+    time.sleep(0.2)
+    assert second_put.is_alive()  # the receiver waits while version 0 is not loaded
+    assert slot.take(0) is tensors
+    second_put.join(5)
+    with pytest.raises(RuntimeError, match="published policy version 1, expected 2"):
+        slot.take(2)
+
+
+def test_on_one_machine_the_rollout_process_gets_the_gpus_after_the_trainers() -> None:
+    assert rollout_devices(["0", "1", "2", "3"], trainer_ranks=2, engines=2) == ["2", "3"]
+    assert rollout_devices(["4", "5", "6"], trainer_ranks=1, engines=1) == ["5"]
+    with pytest.raises(ConfigError, match=r"a GPU per trainer rank \(2\) and per engine"):
+        rollout_devices(["0", "1", "2"], trainer_ranks=2, engines=2)
