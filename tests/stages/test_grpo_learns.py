@@ -62,6 +62,7 @@ from tests.stages.grpo_cli import eval_args, grpo_args
 SEED = int(os.environ.get("GRPO_LEARNS_SEED", "1234"))  # the seeds of the docstring's table
 WARM_STEPS = 160
 STEPS = 60
+PROMPTS_PER_STEP = 8  # grpo_tiny.yaml's
 LORA_LR = 2.0e-3
 """GRPO's learning rate with LoRA (the full fine-tune's: 3e-4; tuned as the docstring says)."""
 EMOJI = {"🍎", "🐶", "🔴"}  # one word of each category
@@ -196,11 +197,14 @@ def check_learned(learned: Learned, what: str, max_off_policy_steps: int = 0) ->
     assert after >= before + 20, f"{what}: greedy pass rate {before:.1f} -> {after:.1f} % (seed {SEED})"
     assert [r["step"] for r in learned.rows] == list(range(1, STEPS + 1))
     for r in learned.rows:
-        assert {"task/label/reward_mean", "task/label/groups_filtered_fraction", "entropy"} <= r.keys()
+        assert {"task/label/reward_mean", "task/label/groups_filtered_fraction"} <= r.keys()
+        if max_off_policy_steps:  # the versions the rollout process recorded: step n (from 1) trains on
+            assert r["off_policy_steps_max"] == min(r["step"] - 1, max_off_policy_steps), r  # n - 1 - k
+        if r["groups_filled_uninformative"] == PROMPTS_PER_STEP:  # solved: every group a filler, no loss
+            continue
+        assert "entropy" in r, r
         if max_off_policy_steps == 0:  # the engine and the trainer agree on the sampled tokens' logprobs
             assert r["logprob_mismatch_abs"] < 1e-4, r
-        else:  # the versions the rollout process recorded: step n (from 1) trains on version n - 1 - k
-            assert r["off_policy_steps_max"] == min(r["step"] - 1, max_off_policy_steps), r
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", pytest.param("tiny-qwen3-moe", marks=pytest.mark.slow)])
