@@ -61,7 +61,14 @@ LAYOUTS = {
 }
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
+COVERED = {"pp2", "dp2_distopt"}
+"""Slow: each is part of a layout CI runs (tp2_pp2 and pp2_vp2 pipeline; dp2_distopt_overlap shards the
+optimizer), which keeps the default run under its time budget."""
+
+
+@pytest.mark.parametrize(
+    "layout", [pytest.param(name, marks=[pytest.mark.slow] if name in COVERED else []) for name in LAYOUTS]
+)
 def test_layout_matches_single_process(
     layout: str, reference: list[float], init_ckpt: Path, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, read_metrics, run_cli
@@ -13,6 +14,7 @@ from tests.conftest import REPO, read_metrics, run_cli
 STEPS = 120
 
 
+@pytest.mark.slow  # 100-130 s; the SFT mechanics run in CI (invariance, resume, packing), the claim here
 def test_tiny_model_learns_toy_chat(tmp_path: Path) -> None:
     recipe = REPO / "nemo_recipes" / "recipes" / "sft_tiny.yaml"
     sets = [
