@@ -9,7 +9,9 @@ timing: a run's data order and policy versions are the same however fast each si
 A checkpoint after step n also holds the rollouts already generated for the steps it has not trained
 (n .. n + max_off_policy_steps - 1, generated with versions older than its weights, which it no longer
 has): a resumed run trains on those, and the rollout process starts after them with version n, so it
-continues exactly as the uninterrupted run would.
+continues exactly as the uninterrupted run would. No step is generated with a version older than the
+one a run (re)started from: resumed with a larger max_off_policy_steps than it was saved with (or from
+a colocated run's checkpoint), the first steps are simply less stale than the bound allows.
 
 Every trainer rank holds a `RemoteRollouts`; global rank 0 alone talks to the rollout process, and
 the others receive each step's groups from it.
@@ -64,14 +66,18 @@ class RemoteStep:
     (loading it), engine_generate_seconds."""
 
 
-def version_for_step(step: int, max_off_policy_steps: int) -> int:
-    """The policy version that generates step `step`'s rollouts."""
-    return max(0, step - max_off_policy_steps)
+def version_for_step(step: int, max_off_policy_steps: int, start_version: int = 0) -> int:
+    """The policy version that generates step `step`'s rollouts: `max_off_policy_steps` behind the step,
+    never older than the version the run (re)started from, `start_version`."""
+    return max(start_version, step - max_off_policy_steps)
 
 
-def version_needed(version: int, max_off_policy_steps: int, train_steps: int) -> bool:
-    """Whether some step of the stage is generated with `version` (the last ones never are)."""
-    return version == 0 or version + max_off_policy_steps < train_steps
+def version_needed(version: int, max_off_policy_steps: int, train_steps: int, start_version: int = 0) -> bool:
+    """Whether some step after the ones in hand is generated with `version` (the last ones never are;
+    `start_version`, what a (re)started run has, always is while steps remain)."""
+    if version == start_version:
+        return version + 1 <= train_steps
+    return version + max_off_policy_steps < train_steps
 
 
 def read_pending(checkpoint: Path | None) -> list[RemoteStep]:
@@ -89,29 +95,34 @@ class RemoteRollouts:
         `start_step`, the sampler at `position`, the `pending` rollouts of the steps after it in hand.
         Global rank 0 connects; with `grpo.rollout_port` null it first starts the process itself."""
         grpo = cfg.grpo
-        self._k, self._steps = grpo.max_off_policy_steps, grpo.train_steps
+        self._k, self._steps, self._start = grpo.max_off_policy_steps, grpo.train_steps, start_step
         self._inbox = {p.step: p for p in pending}
         self._channel: Channel | None = None
         self._process: subprocess.Popen | None = None
         self._guard: subprocess.Popen | None = None
+        if [p.step for p in pending] != list(range(start_step, start_step + len(pending))) or len(
+            pending
+        ) > self._k:
+            raise ConfigError(
+                f"the checkpoint holds rollouts generated ahead for steps {[p.step for p in pending]}: "
+                f"resuming step {start_step} with grpo.max_off_policy_steps {self._k} would train on them "
+                f"beyond that bound; resume with max_off_policy_steps {len(pending)} or more"
+            )
         if dist.get_rank() != 0:
             return
-        expected = min(start_step + self._k, self._steps) - start_step
-        if [p.step for p in pending] != list(range(start_step, start_step + len(pending))) or (
-            pending and len(pending) != expected
-        ):
-            raise ConfigError(
-                f"the checkpoint holds rollouts for steps {[p.step for p in pending]}, but resuming step "
-                f"{start_step} with grpo.max_off_policy_steps {self._k} needs {expected} from step "
-                f"{start_step}: resume with the max_off_policy_steps it was saved with"
-            )
         port = grpo.rollout_port or free_port()
         if grpo.rollout_port is None:
             self._process, self._guard = _start_rollout_process(cfg, port)
         self._channel = connect(socket.gethostname() if grpo.rollout_port else "127.0.0.1", port, TRAINER)
         first_step = start_step + len(pending)
         first_position = pending[-1].groups.next_position if pending else position
-        hello = {"kind": "hello", "config": config_hash(cfg), "step": first_step, "position": first_position}
+        hello = {
+            "kind": "hello",
+            "config": config_hash(cfg),
+            "step": first_step,
+            "position": first_position,
+            "version": start_step,
+        }
         send_object(self._channel.weights, hello, ROLLOUT)
 
     def take(self, step: int) -> tuple[RemoteStep, float]:
@@ -130,7 +141,7 @@ class RemoteRollouts:
         """Send the policy's weights as `version` when a later step needs it; returns seconds (the
         gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes and
         waits only while the rollout process still holds the previous version unloaded)."""
-        if not version_needed(version, self._k, self._steps):
+        if not version_needed(version, self._k, self._steps, self._start):
             return 0.0
         start = time.perf_counter()
         weights = iter_hf_weights(model_chunks, model_type, with_tied_lm_head=True)

@@ -105,7 +105,7 @@ def serve(cfg: RunConfig, address: str) -> None:
     generate_round = engines_round(engines, grpo, table, tokenizer, cfg.seed)
     position, loaded = hello["position"], None
     for step in range(hello["step"], grpo.train_steps):
-        version = version_for_step(step, grpo.max_off_policy_steps)
+        version = version_for_step(step, grpo.max_off_policy_steps, hello["version"])
         timings = {"engine_wait_seconds": 0.0, "engine_pause_seconds": 0.0}
         if version != loaded:
             start = time.perf_counter()

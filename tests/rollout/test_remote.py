@@ -24,6 +24,12 @@ def test_step_versions_lag_by_the_bound_and_only_needed_versions_are_sent() -> N
     for k in (0, 1, 2):
         used = {version_for_step(m, k) for m in range(steps)}
         assert {v for v in range(steps + 1) if version_needed(v, k, steps)} == used, k
+    # Resumed at step 3 with nothing in hand (a colocated checkpoint, or a larger bound than saved with):
+    # the steps start from the run's own version 3, and every version sent is used.
+    assert [version_for_step(m, 2, start_version=3) for m in range(3, 7)] == [3, 3, 3, 4]
+    used = {version_for_step(m, 2, 3) for m in range(3, 7)}
+    assert {v for v in range(3, 8) if version_needed(v, 2, 7, start_version=3)} == used
+    assert not version_needed(7, 2, 7, start_version=7)  # resumed at the end: nothing to generate
 
 
 def _groups(*versions: int) -> StepGroups:
