@@ -40,8 +40,18 @@ all four roles) on the frozen warm start, evaluated as the LoRA checkpoint expor
 learning rate was tuned on seed 1234 (warm start 58.0 % in these runs, 2026-12-06, 2 CPU cores shared
 with other jobs): 1e-2 collapsed (entropy up at step 7, reward 0 from step 13, 0.0 % held out); 3e-3
 gave 74.5 % (+16.5, failing); 1e-3 78.0 % (+20.0, passing at the threshold); 2e-3 82.0 % (+24.0),
-kept (`LORA_LR`, 6.7x the full fine-tune's lr). The test at 2e-3: 58.0 % -> 82.0 % in 375 s. Other
-seeds were not run with LoRA.
+kept (`LORA_LR`, 6.7x the full fine-tune's lr). The same settings for every seed (`GRPO_LEARNS_SEED=N`),
+2026-12-06, 2 CPU cores shared with other jobs:
+
+| seed | warm start | after GRPO (LoRA) | whole test |
+|------|-----------:|------------------:|-----------:|
+| 1234 | 58.0 % | 82.0 % | 243-375 s |
+| 1 | 59.5 % | 99.5 % | 229-415 s |
+| 2 | 62.5 % | 94.5 % | 260 s |
+
+With seed 1 the adapters solve the training prompts so well that at some steps (36 and 56 in one run)
+every group drawn is all-correct and filtered: such a step makes no update and logs no logprob metrics,
+which `check_learned` allows (it failed on them before).
 """
 
 from __future__ import annotations
@@ -194,9 +204,13 @@ def check_learned(learned: Learned, what: str) -> None:
     assert 15 <= before <= 75, f"the warm start should partly do the task: {before:.1f} % (seed {SEED})"
     assert after >= before + 20, f"{what}: greedy pass rate {before:.1f} -> {after:.1f} % (seed {SEED})"
     assert [r["step"] for r in learned.rows] == list(range(1, STEPS + 1))
-    for r in learned.rows:  # on-policy: the engine and the trainer agree on the sampled tokens' logprobs
-        assert r["logprob_mismatch_abs"] < 1e-4, r
-        assert {"task/label/reward_mean", "task/label/groups_filtered_fraction", "entropy"} <= r.keys()
+    for r in learned.rows:
+        assert {"task/label/reward_mean", "task/label/groups_filtered_fraction"} <= r.keys()
+        if r["grad_norm"] is None:  # no update: only when every group drawn was uninformative (all solved)
+            assert r["groups_filtered_fraction"] == 1.0 and "logprob_mismatch_abs" not in r, r
+            continue
+        # on-policy: the engine and the trainer agree on the sampled tokens' logprobs
+        assert r["logprob_mismatch_abs"] < 1e-4 and "entropy" in r, r
 
 
 @pytest.mark.parametrize("model", ["tiny-qwen3", pytest.param("tiny-qwen3-moe", marks=pytest.mark.slow)])
