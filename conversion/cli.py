@@ -96,13 +96,15 @@ def run(args: argparse.Namespace) -> int:
 
 def _precheck(args: argparse.Namespace) -> None:
     """Input errors found without loading any framework (and before a re-launch, so printed once)."""
-    from conversion.hf_config import ConversionError, check_layout, read_hf_config
+    from conversion.hf_config import ConversionError, check_layout, check_lora_checkpoint, read_hf_config
 
     if args.convert_command in ("hf-to-mcore", "verify"):
         hf = read_hf_config(args.hf_dir)
         check_layout(hf, args.tp, args.pp, args.hf_dir / "config.json")
     if args.convert_command in ("mcore-to-hf", "verify") and not args.ckpt_dir.is_dir():
         raise ConversionError(f"{args.ckpt_dir}: no such checkpoint directory")
+    if getattr(args, "adapter_only", False):
+        check_lora_checkpoint(args.ckpt_dir, "--adapter-only")
     if args.convert_command != "verify" and args.out_dir.exists():
         raise ConversionError(f"{args.out_dir} exists; remove it or choose another output directory")
 

@@ -20,7 +20,13 @@ import torch
 import torch.distributed as dist
 from megatron.core import dist_checkpointing
 
-from conversion.hf_config import ConversionError, check_layout, config_dtype, read_hf_config
+from conversion.hf_config import (
+    ConversionError,
+    check_layout,
+    check_lora_checkpoint,
+    config_dtype,
+    read_hf_config,
+)
 from conversion.hf_io import (
     DTYPES,
     INDEX_FILE,
@@ -204,9 +210,9 @@ def mcore_to_hf(
     A LoRA checkpoint is loaded on its base (checked by sha256) and exported merged, or with
     `adapter_only` as a PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
     """
+    if adapter_only:
+        check_lora_checkpoint(ckpt, "--adapter-only")
     lora = lora_settings(ckpt)
-    if adapter_only and lora is None:
-        raise ConversionError(f"{ckpt}: --adapter-only needs a LoRA checkpoint (one trained with model.lora)")
     config_dir, tokenizer_dir = export_sources(ckpt, hf_config, tokenizer)
     hf = read_hf_config(config_dir)
     _check_new(out)

@@ -1,10 +1,12 @@
-"""HF config.json checks, torch-free so the CLI rejects bad input before loading any framework."""
+"""HF config.json checks (and whether a checkpoint has LoRA adapters), torch-free so the CLI rejects bad
+input before loading any framework."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from nemo_recipes.checkpoint.files import LORA_FILE, read_lora_record
 from nemo_recipes.config.loader import ConfigError
 
 SUPPORTED_MODEL_TYPES = ("qwen3", "qwen3_moe", "qwen2", "llama")
@@ -94,3 +96,12 @@ def check_layout(hf: dict, tp: int, pp: int, source: Path) -> None:
         bad.append(f"num_hidden_layers {hf['num_hidden_layers']} is not divisible by --pp {pp}")
     if bad:
         raise ConversionError(f"{source}: {'; '.join(bad)}")
+
+
+def check_lora_checkpoint(ckpt: Path, option: str) -> None:
+    """`ckpt` is a LoRA checkpoint (it has the LoRA record, `LORA_FILE`), which `option` needs."""
+    if read_lora_record(ckpt) is None:
+        raise ConversionError(
+            f"{ckpt}: has no LoRA adapters (no {LORA_FILE}): {option} needs a LoRA checkpoint (one trained "
+            f"with model.lora); export this one without {option}"
+        )

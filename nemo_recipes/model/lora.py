@@ -30,8 +30,7 @@ import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from megatron.core import parallel_state, tensor_parallel
+from megatron.core import parallel_state
 from megatron.core.dist_checkpointing.mapping import ShardedStateDict
 from megatron.core.models.gpt import GPTModel
 from megatron.core.tensor_parallel import ColumnParallelLinear, RowParallelLinear
@@ -127,10 +126,19 @@ class LinearAdapter(torch.nn.Module):
         return out
 
     def _dropout(self, x: torch.Tensor) -> torch.Tensor:
-        if self.column:  # x is the same on every TP rank, and so is the default generator: same mask
-            return F.dropout(x, self.dropout)
-        with tensor_parallel.get_cuda_rng_tracker().fork():  # x is split over TP: a stream per rank
-            return F.dropout(x, self.dropout)
+        """Dropout with the mask the whole input gets on one rank, so the masks (and the losses) are the
+        same at any TP size. It is drawn from the default generator, whose stream is the same on every
+        TP rank (`seed_all`) and which megatron's recompute restores: a column-parallel base's input is
+        whole on every rank, which all use that mask; a row-parallel base's is split along its last dim
+        over TP, and each rank keeps its slice of the whole input's mask (drawn whole: TP times the
+        random numbers of its shard, transient)."""
+        shards = 1 if self.column else parallel_state.get_tensor_model_parallel_world_size()
+        width = x.shape[-1]
+        keep = x.new_empty(*x.shape[:-1], width * shards).bernoulli_(1 - self.dropout)
+        if shards > 1:  # a copy of this rank's slice: autograd keeps it, not the whole mask
+            rank = parallel_state.get_tensor_model_parallel_rank()
+            keep = keep[..., rank * width : (rank + 1) * width].clone()
+        return x * keep / (1 - self.dropout)
 
     def compose(self, parts: list[torch.Tensor], dim: int) -> torch.Tensor:
         """This rank's parts laid out as the base linear's output shard along `dim`: q, k, v

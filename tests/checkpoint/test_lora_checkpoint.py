@@ -1,10 +1,12 @@
 """LoRA checkpoints: adapters and their optimizer state only, the base named by path and sha256; a run
-SIGKILLed and restarted continues with the uninterrupted losses; a TP2 checkpoint resumes at TP1."""
+SIGKILLed and restarted continues with the uninterrupted losses; a checkpoint saved at TP2 or PP2 resumes
+at one rank and one saved at one rank resumes at PP2."""
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
@@ -42,16 +44,49 @@ def test_lora_checkpoint_holds_adapters_and_names_its_base(init_ckpt: Path, tmp_
     assert losses(cut_dir) == reference, f"killed at step {kill_step}"
 
 
-def test_lora_saved_at_tp2_resumes_at_tp1(init_ckpt: Path, tmp_path: Path) -> None:
-    ref_dir, tp_dir = tmp_path / "ref", tmp_path / "tp2"
-    five = ["sft.train_steps=5", "sft.checkpoint.save_interval_steps=4", *LORA]
-    run_cli(resume_args(ref_dir, init_ckpt, *five))
-    reference = losses(ref_dir)
-    run_cli(resume_args(tp_dir, init_ckpt, *five, "parallel.tensor_model_parallel_size=2"), nproc=2)
-    (tp_dir / "checkpoints" / "latest").write_text("step_00000004")  # continue from step 4 at TP1
-    run_cli(resume_args(tp_dir, init_ckpt, *five))
-    resumed = losses(tp_dir)
-    assert abs(resumed[-1] - reference[-1]) <= 1e-5, f"next-step loss at TP1 {resumed[-1]} vs {reference[-1]}"
+TP2 = (2, ["parallel.tensor_model_parallel_size=2"])
+PP2 = (2, ["parallel.pipeline_model_parallel_size=2"])
+ONE_RANK = (1, [])
+RESHARDS = {
+    # case: (nproc and settings of the run that saves, of the run that resumes)
+    "tp2_to_tp1": (TP2, ONE_RANK),
+    "pp2_to_pp1": (PP2, ONE_RANK),
+    "pp1_to_pp2": (ONE_RANK, PP2),
+}
+SIX = ["sft.train_steps=6", "sft.checkpoint.save_interval_steps=4", *LORA]
+
+
+@pytest.fixture(scope="module")
+def six_steps(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path) -> Path:
+    """A one-rank LoRA run of 6 steps, checkpointed at step 4: the reference of every reshard case."""
+    run_dir = tmp_path_factory.mktemp("lora_six") / "run"
+    run_cli(resume_args(run_dir, init_ckpt, *SIX))
+    return run_dir
+
+
+@pytest.mark.parametrize("case", list(RESHARDS))
+def test_lora_checkpoint_resumes_at_another_layout(
+    case: str, six_steps: Path, init_ckpt: Path, tmp_path: Path
+) -> None:
+    """Saved at step 4 in one layout, resumed in another: the same checkpoint keys (layout-free
+    adapter names) and steps 5-6 (adapters and optimizer state) within 1e-5 of the one-rank run."""
+    (save_nproc, save_sets), (load_nproc, load_sets) = RESHARDS[case]
+    run_dir = tmp_path / "run"
+    if save_nproc == 1:
+        shutil.copytree(six_steps, run_dir)
+    else:
+        run_cli(resume_args(run_dir, init_ckpt, *SIX, *save_sets), nproc=save_nproc)
+    step4 = run_dir / "checkpoints" / "step_00000004"
+    reference_keys = set(
+        dist_checkpointing.load_tensors_metadata(str(six_steps / step4.relative_to(run_dir)))
+    )
+    assert set(dist_checkpointing.load_tensors_metadata(str(step4))) == reference_keys
+    (run_dir / "checkpoints" / "latest").write_text(step4.name)  # continue from step 4 in the other layout
+    run_cli(resume_args(run_dir, init_ckpt, *SIX, *load_sets), nproc=load_nproc)
+    resumed, reference = losses(run_dir), losses(six_steps)
+    assert len(resumed) == 6, resumed
+    diffs = [abs(a - b) for a, b in zip(resumed[4:], reference[4:], strict=True)]
+    assert max(diffs) <= 1e-5, f"{case}: steps 5-6 {resumed[4:]} vs {reference[4:]} (diffs {diffs})"
 
 
 def test_resume_refuses_a_changed_base(init_ckpt: Path, tmp_path: Path) -> None:

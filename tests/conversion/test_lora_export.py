@@ -75,8 +75,23 @@ def test_vllm_serves_the_adapter_with_the_trainers_logprobs(
     assert report["max_abs_diff"] <= MAX_LOGPROB_DIFF, report
 
 
-def test_adapter_only_needs_a_lora_checkpoint(init_ckpt: Path, tmp_path: Path) -> None:
-    proc = run_cli(
-        ["convert", "mcore-to-hf", str(init_ckpt), str(tmp_path / "x"), "--adapter-only"], check=False
+def test_adapter_only_refuses_a_checkpoint_without_adapters_before_loading_megatron(
+    init_ckpt: Path, tmp_path: Path
+) -> None:
+    """The CLI's torch-free precheck finds no lora.json and stops: no torch or megatron was imported."""
+    out = tmp_path / "x"
+    argv = ["convert", "mcore-to-hf", str(init_ckpt), str(out), "--adapter-only"]
+    code = (
+        "import sys\nfrom nemo_recipes.cli import main\n"
+        f"code = main({argv!r})\n"
+        "loaded = [m for m in ('torch', 'megatron') if m in sys.modules]\n"
+        "assert code == 2 and not loaded, (code, loaded)\n"
     )
-    assert proc.returncode != 0 and "--adapter-only needs a LoRA checkpoint" in proc.stdout + proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{init_ckpt}: has no LoRA adapters (no lora.json): --adapter-only needs a LoRA checkpoint" in (
+        proc.stderr
+    ), proc.stderr[-3000:]
+    assert not out.exists()

@@ -60,10 +60,13 @@ def _batches(vocab: int, step: int) -> list[torch.Tensor]:
     return [torch.randint(0, vocab, (2, SEQ + 1), generator=g) for _ in range(2)]
 
 
-def test_only_adapters_train_and_the_base_stays_bit_identical(one_process: RunConfig) -> None:
-    cfg = one_process
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_only_adapters_train_and_the_base_stays_bit_identical(one_process: RunConfig, dtype: str) -> None:
+    """Also in bf16 (`model.dtype`): bf16 adapters on a bf16 base, fp32 main weights in the optimizer."""
+    cfg = one_process.model_copy(update={"model": one_process.model.model_copy(update={"dtype": dtype})})
     seed_all(cfg.seed)
-    model, _, arch = build_model(cfg.model, cfg.parallel, seed=cfg.seed)
+    model, mcfg, arch = build_model(cfg.model, cfg.parallel, seed=cfg.seed)
+    assert mcfg.bf16 == (dtype == "bfloat16")
     lora = lora_model(model[0])
     assert isinstance(lora, LoRAModel)
     adapters = {id(p) for p in lora.adapters.parameters()}
@@ -75,6 +78,9 @@ def test_only_adapters_train_and_the_base_stays_bit_identical(one_process: RunCo
     assert sum(p.numel() for p in in_optimizer) == sum(p.numel() for p in lora.adapters.parameters())
 
     base_before = {k: v.clone() for k, v in lora.module.state_dict().items() if torch.is_tensor(v)}
+    dtypes = {v.dtype for k, v in lora.module.state_dict().items() if k.endswith(".weight")}
+    assert dtypes == {getattr(torch, dtype)}, dtypes
+    assert {p.dtype for p in lora.adapters.parameters()} == {getattr(torch, dtype)}
     adapters_before = {k: v.clone() for k, v in lora.adapters.state_dict().items() if torch.is_tensor(v)}
     assert all(not v.any() for k, v in adapters_before.items() if ".lora_b." in k)  # B starts at zero
     for step in range(3):
@@ -141,27 +147,51 @@ def test_moe_experts_are_not_adapted(one_process: RunConfig) -> None:
     assert {a.role for a in lora_model(model[0]).adapters.values()} == {"linear_qkv", "linear_proj"}
 
 
+DROPOUT = [*LORA, "model.lora.dropout=0.1"]
 LAYOUTS = {
-    "tp2": ["parallel.tensor_model_parallel_size=2"],
-    "dp2_distopt": ["parallel.use_distributed_optimizer=true"],
+    # layout: (LoRA settings, the layout's settings); compared with one rank under the same LoRA settings
+    "tp2": (LORA, ["parallel.tensor_model_parallel_size=2"]),
+    "pp2": (LORA, ["parallel.pipeline_model_parallel_size=2"]),
+    "dp2_distopt": (LORA, ["parallel.use_distributed_optimizer=true"]),
+    # the adapters' dropout masks are those of one rank at any TP size (LinearAdapter._dropout)
+    "tp2_dropout": (DROPOUT, ["parallel.tensor_model_parallel_size=2"]),
 }
 
 
 @pytest.fixture(scope="module")
-def lora_reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path) -> list[float]:
-    run_dir = tmp_path_factory.mktemp("lora_ref")
-    run_cli(sft_args(run_dir, init_ckpt, "sft.train_steps=5", *LORA))
-    ref = losses(run_dir)
-    assert len(ref) == 5 and ref[-1] < ref[0] - 0.05, f"the LoRA run must learn: {ref}"
-    return ref
+def lora_reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path):
+    """The one-rank losses of 5 LoRA SFT steps under given LoRA settings (each run once per module)."""
+    runs: dict[tuple[str, ...], list[float]] = {}
+
+    def reference(settings: list[str]) -> list[float]:
+        if tuple(settings) not in runs:
+            run_dir = tmp_path_factory.mktemp("lora_ref")
+            run_cli(sft_args(run_dir, init_ckpt, "sft.train_steps=5", *settings))
+            ref = losses(run_dir)
+            assert len(ref) == 5 and ref[-1] < ref[0] - 0.05, f"the LoRA run must learn: {ref}"
+            runs[tuple(settings)] = ref
+        return runs[tuple(settings)]
+
+    return reference
 
 
 @pytest.mark.parallel
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_lora_layout_matches_one_rank(
-    layout: str, lora_reference: list[float], init_ckpt: Path, tmp_path: Path
-) -> None:
-    run_cli(sft_args(tmp_path, init_ckpt, "sft.train_steps=5", *LORA, *LAYOUTS[layout]), nproc=2)
+def test_lora_layout_matches_one_rank(layout: str, lora_reference, init_ckpt: Path, tmp_path: Path) -> None:
+    settings, sets = LAYOUTS[layout]
+    reference = lora_reference(settings)
+    run_cli(sft_args(tmp_path, init_ckpt, "sft.train_steps=5", *settings, *sets), nproc=2)
     got = losses(tmp_path)
-    diffs = [abs(a - b) for a, b in zip(got, lora_reference, strict=True)]
-    assert max(diffs) <= 1e-5, f"{layout}: {got} vs {lora_reference} (diffs {diffs})"
+    diffs = [abs(a - b) for a, b in zip(got, reference, strict=True)]
+    assert max(diffs) <= 1e-5, f"{layout}: {got} vs {reference} (diffs {diffs})"
+
+
+@pytest.mark.parallel
+def test_lora_dropout_is_on_and_reproducible(lora_reference, init_ckpt: Path, tmp_path: Path) -> None:
+    """With dropout the losses move off the dropout-free ones (so tp2_dropout compares masks, not
+    nothing), and a second run with the same seed repeats them exactly."""
+    with_dropout, without = lora_reference(DROPOUT), lora_reference(LORA)
+    assert with_dropout[0] == without[0]  # B starts at zero: the first step's loss is the base's
+    assert max(abs(a - b) for a, b in zip(with_dropout[1:], without[1:], strict=True)) > 1e-4
+    run_cli(sft_args(tmp_path, init_ckpt, "sft.train_steps=5", *DROPOUT))
+    assert losses(tmp_path) == with_dropout

@@ -28,7 +28,8 @@ GRPO: 60 steps of 8 prompts x 8 responses, lr 3e-4, two updates a step. Measured
 | 1 | 65.5 % | 100.0 % | 249 s |
 | 2 | 65.0 % | 100.0 % | 245 s |
 
-Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation beside it, the final
+Rerun on 2026-12-06 (the warm starts of that day's code and data, as in the tables below): seed 1234
+58.0 % -> 95.5 %, 202 s. Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation beside it, the final
 evaluation about 40 s.
 
 One step off-policy (slow test: `grpo.placement: separate`, `max_off_policy_steps: 1`, the engines in a
@@ -50,8 +51,18 @@ all four roles) on the frozen warm start, evaluated as the LoRA checkpoint expor
 learning rate was tuned on seed 1234 (warm start 58.0 % in these runs, 2026-12-06, 2 CPU cores shared
 with other jobs): 1e-2 collapsed (entropy up at step 7, reward 0 from step 13, 0.0 % held out); 3e-3
 gave 74.5 % (+16.5, failing); 1e-3 78.0 % (+20.0, passing at the threshold); 2e-3 82.0 % (+24.0),
-kept (`LORA_LR`, 6.7x the full fine-tune's lr). The test at 2e-3: 58.0 % -> 82.0 % in 375 s. Other
-seeds were not run with LoRA.
+kept (`LORA_LR`, 6.7x the full fine-tune's lr). The same settings for every seed (`GRPO_LEARNS_SEED=N`),
+2026-12-06, 2 CPU cores shared with other jobs:
+
+| seed | warm start | after GRPO (LoRA) | whole test |
+|------|-----------:|------------------:|-----------:|
+| 1234 | 58.0 % | 82.0 % | 243-375 s |
+| 1 | 59.5 % | 99.5 % | 229-415 s |
+| 2 | 62.5 % | 94.5 % | 260 s |
+
+With seed 1 the adapters solve the training prompts so well that at some steps (36 and 56 in one run)
+every group drawn is all-correct and filtered: such a step makes no update and logs no logprob metrics,
+which `check_learned` allows (it failed on them before).
 """
 
 from __future__ import annotations
@@ -72,7 +83,6 @@ from tests.stages.grpo_cli import eval_args, grpo_args
 SEED = int(os.environ.get("GRPO_LEARNS_SEED", "1234"))  # the seeds of the docstring's table
 WARM_STEPS = 160
 STEPS = 60
-PROMPTS_PER_STEP = 8  # grpo_tiny.yaml's
 LORA_LR = 2.0e-3
 """GRPO's learning rate with LoRA (the full fine-tune's: 3e-4; tuned as the docstring says)."""
 EMOJI = {"🍎", "🐶", "🔴"}  # one word of each category
@@ -210,7 +220,8 @@ def check_learned(learned: Learned, what: str, max_off_policy_steps: int = 0) ->
         assert {"task/label/reward_mean", "task/label/groups_filtered_fraction"} <= r.keys()
         if max_off_policy_steps:  # the versions the rollout process recorded: step n (from 1) trains on
             assert r["off_policy_steps_max"] == min(r["step"] - 1, max_off_policy_steps), r  # n - 1 - k
-        if r["groups_filled_uninformative"] == PROMPTS_PER_STEP:  # solved: every group a filler, no loss
+        if r["grad_norm"] is None:  # no update: only when every group drawn was uninformative (all solved)
+            assert r["groups_filtered_fraction"] == 1.0 and "logprob_mismatch_abs" not in r, r
             continue
         assert "entropy" in r, r
         if max_off_policy_steps == 0:  # the engine and the trainer agree on the sampled tokens' logprobs
