@@ -175,8 +175,15 @@ def lora_reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path):
     return reference
 
 
+SLOW_LAYOUTS = {"pp2", "dp2_distopt"}
+"""Slow (the default run's time budget): pipeline-parallel LoRA also runs in CI through the checkpoint
+reshard to PP2 (tests/checkpoint/test_lora_checkpoint.py), data parallelism through SFT's invariance."""
+
+
 @pytest.mark.parallel
-@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize(
+    "layout", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_LAYOUTS else []) for n in LAYOUTS]
+)
 def test_lora_layout_matches_one_rank(layout: str, lora_reference, init_ckpt: Path, tmp_path: Path) -> None:
     settings, sets = LAYOUTS[layout]
     reference = lora_reference(settings)
