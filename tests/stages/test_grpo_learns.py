@@ -29,8 +29,8 @@ GRPO: 60 steps of 8 prompts x 8 responses, lr 3e-4, two updates a step. Measured
 | 2 | 65.0 % | 100.0 % | 245 s |
 
 Rerun on 2026-12-06 (the warm starts of that day's code and data, as in the tables below): seed 1234
-58.0 % -> 95.5 %, 202 s. Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation beside it, the final
-evaluation about 40 s.
+58.0 % -> 95.5 %, 202 s. Of the time: SFT about 100 s, GRPO about 95 s with the warm start's evaluation
+beside it, the final evaluation about 40 s.
 
 One step off-policy (slow test: `grpo.placement: separate`, `max_off_policy_steps: 1`, the engines in a
 rollout process generating step n + 1 while the trainer trains step n), the same warm start and
