@@ -239,7 +239,7 @@ def main() -> None:
                 t_bare, _ = timed(session.engine.generate, prompts, cfg.grpo.generation, seeds)
                 t_collect, collected = timed(session.collect, cfg, position)
             position = collected.next_position
-            t_train, (_, t_logprobs) = timed(session.train, cfg, collected.groups)
+            t_train, (_, t_logprobs, _) = timed(session.train, cfg, collected.groups)
             t_refit = session.refit(cfg)
             if step >= args.warmup:
                 for name, value in zip(

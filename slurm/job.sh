@@ -68,8 +68,10 @@ if [ "$REDONE_MODE" = driver ]; then
 else
   say "rank logs: $rank_logs/"
   step=(srun --kill-on-bad-exit=1 --open-mode=append "${REDONE_SRUN_ARGS[@]}")
-  if [ -n "$rollout_host" ]; then
-    step+=(--nodes="${#hosts[@]}" --nodelist="$(IFS=,; echo "${hosts[*]}")")
+  if [ -n "$rollout_host" ]; then  # the trainer's nodes only (the job's task count includes the rollout's)
+    tasks=$((${#hosts[@]} * REDONE_PROCS_PER_NODE))
+    if [ "$REDONE_LAUNCHER" = torchrun ]; then tasks=${#hosts[@]}; fi
+    step+=(--nodes="${#hosts[@]}" --ntasks="$tasks" --nodelist="$(IFS=,; echo "${hosts[*]}")")
   fi
   if [ "$REDONE_LAUNCHER" = torchrun ]; then
     step+=(--ntasks-per-node=1 --output="$rank_logs/node-%n.log"

@@ -47,7 +47,13 @@ SMALLEST = {
         ("--steps", "1", "--warmup", "0", "--conversations", "16"), "packed vs padded:"
     ),
     "grpo_step --length-mix": Smallest(("--steps", "1", "--warmup", "0"), "packed vs padded:"),
+    # Two runs of the whole stage (two engine starts, a rollout process): slow.
+    "grpo_step --placement": Smallest(
+        ("--steps", "1", "--warmup", "0"), "vs colocated synchronous:", slow=True
+    ),
 }
+FORMS = ("--length-mix", "--placement")
+"""Arguments that select another form of a script, with a smallest run of its own."""
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,9 @@ class Command:
 
     @property
     def form(self) -> str:
-        """The script, with `--length-mix` when the command asks for that form (its own smallest run)."""
-        return f"{self.name} --length-mix" if "--length-mix" in self.args else self.name
+        """The script, with the form argument (FORMS) the command gives, if any (its own smallest run)."""
+        form = next((f for f in FORMS if f in self.args), None)
+        return f"{self.name} {form}" if form else self.name
 
 
 def parse(line: str) -> Command | None:
