@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.parallel.distributed import comm_device
 
 import torch
 import torch.distributed as dist
@@ -287,6 +288,6 @@ def iter_adapter_weights(model: list) -> Iterator[AdapterWeights]:
 def adapter_parameter_count(model: list) -> int:
     """Trainable (adapter) parameters of the whole model, summed over TP and PP (collective)."""
     local = sum(p.numel() for c in model for p in lora_model(c).adapters.parameters())
-    total = torch.tensor([local], dtype=torch.int64)
+    total = torch.tensor([local], dtype=torch.int64, device=comm_device())
     dist.all_reduce(total, group=parallel_state.get_model_parallel_group())
     return int(total.item())

@@ -39,6 +39,14 @@ def init_distributed(parallel_cfg: ParallelConfig, launch: LaunchEnv, timeout_mi
     return parallel_state.get_data_parallel_world_size()
 
 
+def comm_device() -> torch.device:
+    """Where the tensors of a collective over the default group live: the current GPU under NCCL (which
+    refuses host tensors), the CPU under gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def seed_all(seed: int) -> None:
     """Seed python/numpy/torch; pipeline stages get distinct streams, TP ranks a tracked model-parallel one.
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.parallel.distributed import comm_device
 
 import torch
 import torch.distributed as dist
@@ -57,7 +58,11 @@ def aux_loss_metrics(num_layers: int, micro_batches: int) -> dict[str, float]:
     tracker = get_moe_layer_wise_logging_tracker()
     name = "load_balancing_loss"
     values = tracker[name]["values"].detach().double().cpu().sum() if name in tracker else 0.0
-    sums = torch.tensor([float(values), float(micro_batches), float(name in tracker)], dtype=torch.float64)
+    sums = torch.tensor(
+        [float(values), float(micro_batches), float(name in tracker)],
+        dtype=torch.float64,
+        device=comm_device(),
+    )
     dist.all_reduce(sums)
     clear_aux_losses_tracker()
     if sums[2] == 0 or sums[1] == 0:
@@ -86,7 +91,7 @@ class RoutingStats:
     def metrics(self) -> dict[str, float]:
         """Reduced over the world (collective): `moe/load_imbalance` (the mean over layers of max/mean
         tokens per expert; per layer `moe/layer_<l>/load_imbalance`) and `routing_agreement`."""
-        both = torch.cat([self.tokens_per_expert.flatten(), self.agreement])
+        both = torch.cat([self.tokens_per_expert.flatten(), self.agreement]).to(comm_device())
         dist.all_reduce(both)
         both /= parallel_state.get_tensor_model_parallel_world_size()  # TP ranks route the same tokens
         load = both[: self.tokens_per_expert.numel()].view(self.num_layers, self.num_experts)

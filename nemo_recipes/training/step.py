@@ -7,17 +7,21 @@ pipeline stages take from them what they need.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core)
+from nemo_recipes.parallel.distributed import comm_device
 
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.pipeline_parallel import get_forward_backward_func
 
+B = TypeVar("B")
 ForwardStep = Callable[[object, torch.nn.Module], tuple[torch.Tensor, Callable]]
 
 
@@ -41,6 +45,17 @@ class StepResult:
         return num / max(den, 1.0)
 
 
+def on_device(batch: B, device: torch.device) -> B:
+    """`batch` (a dataclass of tensors and plain values) with every tensor on `device`: the stages build
+    batches on the host; the model may live on a GPU. The batch itself when nothing moves (CPU runs)."""
+    moved = {
+        f.name: value.to(device, non_blocking=True)
+        for f in dataclasses.fields(batch)
+        if isinstance(value := getattr(batch, f.name), torch.Tensor) and value.device != device
+    }
+    return dataclasses.replace(batch, **moved) if moved else batch
+
+
 def _iterators(model: list, micro_batches: Sequence) -> list | object:
     # Each virtual-pipeline chunk consumes its own pass over the micro-batches.
     iters = [iter(micro_batches) for _ in model]
@@ -53,7 +68,7 @@ def _reduce_metrics(outputs: list[dict[str, torch.Tensor]], names: Sequence[str]
     Only the last pipeline stage has outputs, and every tensor/context-parallel rank of it holds the
     same values: the world sum is divided by that replication.
     """
-    local = torch.zeros(len(names), 2, dtype=torch.float64)
+    local = torch.zeros(len(names), 2, dtype=torch.float64, device=comm_device())
     for out in outputs:
         for i, n in enumerate(names):
             local[i] += out[n].to(torch.float64).reshape(2)
@@ -88,8 +103,10 @@ def run_step(
     for chunk in model:
         chunk.train(not forward_only)
 
+    device = next(model[0].parameters()).device
+
     def fwd(data_iterator, chunk):
-        return forward_step(next(data_iterator), chunk)
+        return forward_step(on_device(next(data_iterator), device), chunk)
 
     with torch.set_grad_enabled(not forward_only):
         outputs = get_forward_backward_func()(
