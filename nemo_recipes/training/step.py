@@ -46,8 +46,11 @@ class StepResult:
 
 
 def on_device(batch: B, device: torch.device) -> B:
-    """`batch` (a dataclass of tensors and plain values) with every tensor on `device`: the stages build
-    batches on the host; the model may live on a GPU. The batch itself when nothing moves (CPU runs)."""
+    """`batch` (a tensor, or a dataclass of tensors and plain values) with every tensor on `device`: the
+    stages build batches on the host; the model may live on a GPU. The batch itself when nothing moves
+    (CPU runs)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
     moved = {
         f.name: value.to(device, non_blocking=True)
         for f in dataclasses.fields(batch)

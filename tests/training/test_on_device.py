@@ -34,3 +34,5 @@ def test_every_tensor_moves_and_the_rest_stays() -> None:
 def test_a_batch_already_on_the_device_is_passed_through() -> None:
     batch = _batch()
     assert on_device(batch, torch.device("cpu")) is batch
+    assert on_device(batch.tokens, torch.device("cpu")) is batch.tokens  # a bare tensor batch too
+    assert on_device(batch.tokens, torch.device("meta")).device.type == "meta"
