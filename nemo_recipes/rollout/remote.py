@@ -25,6 +25,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,9 @@ class RemoteRollouts:
         grpo = cfg.grpo
         self._k, self._steps, self._start = grpo.max_off_policy_steps, grpo.train_steps, start_step
         self._inbox = {p.step: p for p in pending}
+        self._arrived = threading.Condition()
+        self._link_error: Exception | None = None
+        self._receiver: threading.Thread | None = None
         self._channel: Channel | None = None
         self._process: subprocess.Popen | None = None
         self._guard: subprocess.Popen | None = None
@@ -124,6 +128,8 @@ class RemoteRollouts:
             "version": start_step,
         }
         send_object(self._channel.weights, hello, ROLLOUT)
+        self._receiver = threading.Thread(target=self._receive_rollouts, daemon=True)
+        self._receiver.start()
 
     def take(self, step: int) -> tuple[RemoteStep, float]:
         """Step `step`'s rollouts on every rank, and the seconds the trainer waited for them."""
@@ -131,7 +137,8 @@ class RemoteRollouts:
         item = None
         if self._channel is not None:
             item = self._receive_through(step)
-            del self._inbox[step]
+            with self._arrived:
+                del self._inbox[step]
         box = [item]
         if dist.get_world_size() > 1:
             dist.broadcast_object_list(box, src=0)
@@ -139,8 +146,8 @@ class RemoteRollouts:
 
     def publish(self, model_chunks: list, model_type: str, version: int) -> float:
         """Send the policy's weights as `version` when a later step needs it; returns seconds (the
-        gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes and
-        waits only while the rollout process still holds the previous version unloaded)."""
+        gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes to
+        the rollout process's receiver, which takes it while generation goes on)."""
         if not version_needed(version, self._k, self._steps, self._start):
             return 0.0
         start = time.perf_counter()
@@ -160,7 +167,8 @@ class RemoteRollouts:
         last = min(next_step + self._k, self._steps) - 1
         if last >= next_step:
             self._receive_through(last)
-        return pickle.dumps([self._inbox[s] for s in range(next_step, last + 1)])
+        with self._arrived:
+            return pickle.dumps([self._inbox[s] for s in range(next_step, last + 1)])
 
     def close(self) -> None:
         """Stop the rollout process (its engines with it)."""
@@ -176,19 +184,36 @@ class RemoteRollouts:
                 self._process.wait()
             self._guard.kill()
             self._guard.wait()
+        if self._receiver is not None:
+            self._receiver.join(STOP_SECONDS)  # its link breaks when the rollout process exits
 
-    def _receive_through(self, step: int) -> RemoteStep:
-        """Receive steps in order until `step` is in the inbox; returns it."""
-        while step not in self._inbox:
+    def _receive_rollouts(self) -> None:
+        """Rank 0's receiver thread: every step's rollouts into the inbox as soon as they are sent, so the
+        rollout process runs ahead as far as the versions allow (max_off_policy_steps), not one send at a
+        time; ends when the link breaks (the rollout process stopped)."""
+        while True:
             try:
                 item: RemoteStep = recv_object(self._channel.rollouts, ROLLOUT)
-            except RuntimeError as e:
+            except Exception as e:  # the link is gone: a waiting take() reports it
+                with self._arrived:
+                    self._link_error = e
+                    self._arrived.notify_all()
+                return
+            with self._arrived:
+                self._inbox[item.step] = item
+                self._arrived.notify_all()
+
+    def _receive_through(self, step: int) -> RemoteStep:
+        """Wait until `step`'s rollouts are in the inbox; returns them."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: step in self._inbox or self._link_error is not None)
+            if step not in self._inbox:
                 code = self._process.poll() if self._process is not None else None
                 raise RuntimeError(
-                    f"the rollout process stopped answering (exit code {code}; its output is above): {e}"
-                ) from e
-            self._inbox[item.step] = item
-        return self._inbox[step]
+                    f"the rollout process stopped answering (exit code {code}; its output is above): "
+                    f"{self._link_error}"
+                )
+            return self._inbox[step]
 
 
 def rollout_devices(visible: list[str], trainer_ranks: int, engines: int) -> list[str]:

@@ -6,8 +6,8 @@ It holds `grpo.rollout_engines` vLLM engines, connects to the trainer's first ra
 every remaining step in order: step m with the policy version max(0, m - max_off_policy_steps)
 (nemo_recipes.rollout.remote), with the stage's own collection (dynamic sampling included), and sends
 its groups back. Two threads: the main one loads versions and generates; a receiver takes each version
-the trainer publishes into one staging slot while generation goes on (the trainer's send waits while
-the slot is full). Loading a staged version between two steps is the only time the engines pause
+the trainer publishes while generation goes on (`StagedVersions`: the trainer never waits for room).
+Loading a staged version between two steps is the only time the engines pause
 (`engine_pause_seconds`, sent with each step, beside `engine_wait_seconds`: how long the engines
 idled waiting for the version). No partial rollouts: a step's rollouts all come from
 one version.
@@ -40,35 +40,33 @@ from nemo_recipes.tasks import load_task_table
 from nemo_recipes.tokenizer.load import load_tokenizer
 
 
-class StagingSlot:
-    """One policy version received and not yet loaded (the receiver fills it, the generator empties it)."""
+class StagedVersions:
+    """Policy versions received and not yet loaded (the receiver adds them, the generator takes them).
+
+    Never full: the trainer publishes a version after each step and the generator, at most
+    max_off_policy_steps (k) steps ahead, has taken every version older than k + 1 behind the newest,
+    so at most k + 1 versions sit here (host memory: that many copies of the weights)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._version: int | None = None
-        self._tensors: list[tuple[str, torch.Tensor]] = []
+        self._versions: dict[int, list[tuple[str, torch.Tensor]]] = {}
         self._stopped = False
-
-    def wait_empty(self) -> None:
-        with self._cond:
-            self._cond.wait_for(lambda: self._version is None)
 
     def put(self, version: int, tensors: list[tuple[str, torch.Tensor]]) -> None:
         with self._cond:
-            self._version, self._tensors = version, tensors
+            self._versions[version] = tensors
             self._cond.notify_all()
 
     def take(self, version: int) -> list[tuple[str, torch.Tensor]]:
-        """Wait for the staged version, which must be `version` (the trainer publishes them in order)."""
+        """Wait for `version`, the oldest staged (the trainer publishes only versions a step needs)."""
         with self._cond:
-            self._cond.wait_for(lambda: self._version is not None)
-            if self._version != version:
+            self._cond.wait_for(lambda: version in self._versions)
+            if min(self._versions) != version:
                 raise RuntimeError(
-                    f"the trainer published policy version {self._version}, expected {version}"
+                    f"the trainer published policy versions {sorted(self._versions)}; the next step needs "
+                    f"{version}"
                 )
-            tensors, self._version, self._tensors = self._tensors, None, []
-            self._cond.notify_all()
-            return tensors
+            return self._versions.pop(version)
 
     def stop(self) -> None:
         """The trainer said stop."""
@@ -98,10 +96,10 @@ def serve(cfg: RunConfig, address: str) -> None:
     table = load_task_table(*cfg.task_tables)
     prompt_set, sampler = rl_prompt_stream(grpo, table, tokenizer, cfg.seed)
     engines = [_start_engine(cfg, i) for i in range(grpo.rollout_engines)]
-    slot = StagingSlot()
+    staged = StagedVersions()
     generating = threading.Event()
     generating.set()
-    threading.Thread(target=_receive_versions, args=(channel, slot, generating), daemon=True).start()
+    threading.Thread(target=_receive_versions, args=(channel, staged, generating), daemon=True).start()
     generate_round = engines_round(engines, grpo, table, tokenizer, cfg.seed)
     position, loaded = hello["position"], None
     for step in range(hello["step"], grpo.train_steps):
@@ -109,7 +107,7 @@ def serve(cfg: RunConfig, address: str) -> None:
         timings = {"engine_wait_seconds": 0.0, "engine_pause_seconds": 0.0}
         if version != loaded:
             start = time.perf_counter()
-            tensors = slot.take(version)
+            tensors = staged.take(version)
             loading = time.perf_counter()
             _load(engines, tensors)
             timings["engine_wait_seconds"] = loading - start
@@ -121,7 +119,7 @@ def serve(cfg: RunConfig, address: str) -> None:
         position = collected.next_position
         send_object(channel.rollouts, RemoteStep(step, collected, timings), TRAINER)
     generating.clear()
-    slot.wait_stopped()
+    staged.wait_stopped()
     for engine in engines:
         engine.shutdown()
 
@@ -144,17 +142,16 @@ def _load(engines: Sequence[VLLMEngine], tensors: list[tuple[str, torch.Tensor]]
         list(pool.map(lambda engine: engine.refit(tensors), engines))
 
 
-def _receive_versions(channel: Channel, slot: StagingSlot, generating: threading.Event) -> None:
-    """The receiver thread: each version into the slot (once it is free), until the stop message. A stop
-    while steps are still being generated ends the process at once (the trainer has checkpointed what
-    it needs; the engines' orphan guard kills them); after the last step the main thread shuts down."""
+def _receive_versions(channel: Channel, staged: StagedVersions, generating: threading.Event) -> None:
+    """The receiver thread: each version as it comes, until the stop message. A stop while steps are
+    still being generated ends the process at once (the trainer has checkpointed what it needs; the
+    engines' orphan guard kills them); after the last step the main thread shuts down."""
     try:
         while (message := recv_object(channel.weights, TRAINER))["kind"] == "weights":
-            slot.wait_empty()
-            slot.put(message["version"], list(recv_tensors(channel.weights, TRAINER)))
+            staged.put(message["version"], list(recv_tensors(channel.weights, TRAINER)))
     except Exception:
         traceback.print_exc()
         os._exit(1)
     if generating.is_set():
         os._exit(0)
-    slot.stop()
+    staged.stop()

@@ -1,6 +1,6 @@
 """The separate placement's bookkeeping (nemo_recipes.rollout.remote, .server): which policy version
 generates each step, which versions are ever sent, the staleness check, the rollout process's
-staging slot and the GPUs it gets on one machine."""
+staged versions and the GPUs it gets on one machine."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.records.rollout import Completion, RolloutGroup
 from nemo_recipes.rollout.groups import StepGroups
 from nemo_recipes.rollout.remote import check_versions, rollout_devices, version_for_step, version_needed
-from nemo_recipes.rollout.server import StagingSlot
+from nemo_recipes.rollout.server import StagedVersions
 
 
 def test_step_versions_lag_by_the_bound_and_only_needed_versions_are_sent() -> None:
@@ -49,18 +49,22 @@ def test_rollouts_outside_the_bound_are_an_error() -> None:
         check_versions(_groups(5), trained_step=4, max_off_policy_steps=1)
 
 
-def test_the_staging_slot_holds_one_version_and_hands_out_the_one_asked_for() -> None:
-    slot = StagingSlot()
-    tensors = [("w", torch.ones(2))]
-    slot.put(0, tensors)
-    second_put = threading.Thread(target=lambda: (slot.wait_empty(), slot.put(1, [])))
-    second_put.start()
+def test_staged_versions_are_taken_in_order_while_more_arrive() -> None:
+    staged = StagedVersions()
+    first, second = [("w", torch.ones(2))], [("w", torch.zeros(2))]
+    taker = threading.Thread(target=lambda: got.append(staged.take(0)))
+    got: list = []
+    taker.start()
     time.sleep(0.2)
-    assert second_put.is_alive()  # the receiver waits while version 0 is not loaded
-    assert slot.take(0) is tensors
-    second_put.join(5)
-    with pytest.raises(RuntimeError, match="published policy version 1, expected 2"):
-        slot.take(2)
+    assert taker.is_alive()  # the generator waits for the version its step needs
+    staged.put(0, first)
+    staged.put(1, second)  # the receiver never waits for room
+    taker.join(5)
+    assert got == [first] and staged.take(1) is second
+    staged.put(3, [])
+    staged.put(4, [])
+    with pytest.raises(RuntimeError, match=r"published policy versions \[3, 4\]; the next step needs 4"):
+        staged.take(4)
 
 
 def test_on_one_machine_the_rollout_process_gets_the_gpus_after_the_trainers() -> None:

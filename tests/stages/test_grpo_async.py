@@ -9,6 +9,7 @@ their own, real vLLM, real trainer processes.
   losses, none lost or trained twice. "Same" is exact here because a step's policy version is a
   function of the step alone (nemo_recipes.rollout.remote), and a checkpoint keeps the rollouts
   already generated for the steps it has not trained.
+- Two steps off-policy, the rollout process keeps two steps ahead and a checkpoint holds both.
 - Two trainer ranks (data parallel) train on the one rollout process's groups as one rank does.
 """
 
@@ -60,6 +61,19 @@ def test_synchronous_separate_placement_is_colocated_training(tmp_path: Path) ->
         } <= r.keys()
     last = tmp_path / "separate" / "checkpoints" / "step_00000003"
     assert pickle.loads((last / PENDING_FILE).read_bytes()) == []  # no step left to generate ahead
+    assert _no_rollout_process_left()
+
+
+def test_two_steps_off_policy_runs_ahead_and_checkpoints_what_it_generated(tmp_path: Path) -> None:
+    """k = 2: the rollout process keeps two steps ahead (versions 0, 0, 0, 1 for steps 1-4 counted
+    from 1), and a checkpoint holds the steps generated for it that it has not trained, each from its
+    own version. (A rollout process one send behind, or holding one version, deadlocked here.)"""
+    run_dir = tmp_path / "k2"
+    sets = (*SEPARATE, "grpo.max_off_policy_steps=2", "grpo.train_steps=4")
+    run_cli(grpo_args(run_dir, *sets, "grpo.checkpoint.save_interval_steps=2"), timeout=600)
+    assert [r["off_policy_steps_max"] for r in rows(run_dir)] == [0, 1, 2, 2]
+    pending = pickle.loads((run_dir / "checkpoints" / "step_00000002" / PENDING_FILE).read_bytes())
+    assert [(p.step, {g.policy_version for g in p.groups.groups}) for p in pending] == [(2, {0}), (3, {1})]
     assert _no_rollout_process_left()
 
 
