@@ -73,11 +73,18 @@ def version_for_step(step: int, max_off_policy_steps: int, start_version: int = 
     return max(start_version, step - max_off_policy_steps)
 
 
-def version_needed(version: int, max_off_policy_steps: int, train_steps: int, start_version: int = 0) -> bool:
-    """Whether some step after the ones in hand is generated with `version` (the last ones never are;
-    `start_version`, what a (re)started run has, always is while steps remain)."""
+def version_needed(
+    version: int,
+    max_off_policy_steps: int,
+    train_steps: int,
+    start_version: int = 0,
+    first_step: int | None = None,
+) -> bool:
+    """Whether some step the rollout process generates, from `first_step` (default: `start_version`, no
+    rollouts in hand), uses `version`: the version a (re)started run has when any step is left to
+    generate; a later one when a step k after it exists (the last versions never are used)."""
     if version == start_version:
-        return version + 1 <= train_steps
+        return (start_version if first_step is None else first_step) < train_steps
     return version + max_off_policy_steps < train_steps
 
 
@@ -97,6 +104,7 @@ class RemoteRollouts:
         Global rank 0 connects; with `grpo.rollout_port` null it first starts the process itself."""
         grpo = cfg.grpo
         self._k, self._steps, self._start = grpo.max_off_policy_steps, grpo.train_steps, start_step
+        self._first_step = start_step + len(pending)  # the rollout process's first (the ones before: in hand)
         self._inbox = {p.step: p for p in pending}
         self._arrived = threading.Condition()
         self._link_error: Exception | None = None
@@ -118,7 +126,7 @@ class RemoteRollouts:
         if grpo.rollout_port is None:
             self._process, self._guard = _start_rollout_process(cfg, port)
         self._channel = connect(socket.gethostname() if grpo.rollout_port else "127.0.0.1", port, TRAINER)
-        first_step = start_step + len(pending)
+        first_step = self._first_step
         first_position = pending[-1].groups.next_position if pending else position
         hello = {
             "kind": "hello",
@@ -148,7 +156,7 @@ class RemoteRollouts:
         """Send the policy's weights as `version` when a later step needs it; returns seconds (the
         gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes to
         the rollout process's receiver, which takes it while generation goes on)."""
-        if not version_needed(version, self._k, self._steps, self._start):
+        if not version_needed(version, self._k, self._steps, self._start, self._first_step):
             return 0.0
         start = time.perf_counter()
         weights = iter_hf_weights(model_chunks, model_type, with_tied_lm_head=True)

@@ -32,7 +32,15 @@ import torch
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import ConfigError, config_hash
 from nemo_recipes.data.rl_prompts import rl_prompt_stream
-from nemo_recipes.rollout.channel import TRAINER, Channel, connect, recv_object, recv_tensors, send_object
+from nemo_recipes.rollout.channel import (
+    ROLLOUT,
+    TRAINER,
+    Channel,
+    connect,
+    recv_object,
+    recv_tensors,
+    send_object,
+)
 from nemo_recipes.rollout.groups import collect_step_groups, engines_round
 from nemo_recipes.rollout.remote import RemoteStep, version_for_step
 from nemo_recipes.rollout.vllm_engine import VLLMEngine
@@ -84,7 +92,7 @@ def serve(cfg: RunConfig, address: str) -> None:
     for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(s, signal.SIG_IGN)
     host, port = address.rsplit(":", 1)
-    channel = connect(host, int(port), role=1)
+    channel = connect(host, int(port), ROLLOUT)
     hello = recv_object(channel.weights, TRAINER)
     if hello["config"] != config_hash(cfg):
         raise ConfigError(

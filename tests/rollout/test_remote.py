@@ -30,6 +30,9 @@ def test_step_versions_lag_by_the_bound_and_only_needed_versions_are_sent() -> N
     used = {version_for_step(m, 2, 3) for m in range(3, 7)}
     assert {v for v in range(3, 8) if version_needed(v, 2, 7, start_version=3)} == used
     assert not version_needed(7, 2, 7, start_version=7)  # resumed at the end: nothing to generate
+    # Resumed at step 5 of 6 with step 5's rollouts in hand (k = 1): nothing left to generate either.
+    assert not version_needed(5, 1, 6, start_version=5, first_step=6)
+    assert version_needed(5, 2, 8, start_version=5, first_step=7)
 
 
 def _groups(*versions: int) -> StepGroups:
