@@ -66,7 +66,7 @@ def _cmd_rollout_server(args: argparse.Namespace) -> int:
     cfg = load_config(RunConfig, args.recipe, args.overrides)
     from nemo_recipes.rollout.server import serve
 
-    serve(cfg, args.address)
+    serve(cfg, args.address, args.cpus)
     return 0
 
 
@@ -257,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
                 required=True,
                 metavar="HOST:PORT",
                 help="the trainer's first rank and grpo.rollout_port",
+            )
+            p.add_argument(
+                "--cpus",
+                metavar="CORES|CORES",
+                help="CPU only: each engine's cores, engines separated by '|' (the trainer sets it when it "
+                "starts the process on its own machine)",
             )
         if name == "init-model":
             p.add_argument("--out", type=Path, required=True, help="checkpoint directory to create")

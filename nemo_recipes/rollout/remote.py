@@ -120,11 +120,13 @@ class RemoteRollouts:
                 f"resuming step {start_step} with grpo.max_off_policy_steps {self._k} would train on them "
                 f"beyond that bound; resume with max_off_policy_steps {len(pending)} or more"
             )
+        local = grpo.rollout_port is None  # the rollout process runs on this machine, started here
+        engine_cores = split_cpus(cfg) if local and not torch.cuda.is_available() else None
         if dist.get_rank() != 0:
             return
         port = grpo.rollout_port or free_port()
-        if grpo.rollout_port is None:
-            self._process, self._guard = _start_rollout_process(cfg, port)
+        if local:
+            self._process, self._guard = _start_rollout_process(cfg, port, engine_cores)
         self._channel = connect(socket.gethostname() if grpo.rollout_port else "127.0.0.1", port, TRAINER)
         first_step = self._first_step
         first_position = pending[-1].groups.next_position if pending else position
@@ -235,9 +237,42 @@ def rollout_devices(visible: list[str], trainer_ranks: int, engines: int) -> lis
     return visible[trainer_ranks : trainer_ranks + engines]
 
 
-def _start_rollout_process(cfg: RunConfig, port: int) -> tuple[subprocess.Popen, subprocess.Popen]:
+def rollout_cpus(cores: list[int], trainer_ranks: int, engines: int) -> tuple[int, list[list[int]]] | None:
+    """On a CPU machine: (torch threads per trainer rank, each engine's cores). Every trainer rank and
+    every engine gets an equal share of `cores`, the engines the last ones, so no engine shares a core
+    with the trainer or another engine; None when there are fewer cores than processes."""
+    share = len(cores) // (trainer_ranks + engines)
+    if share == 0:
+        return None
+    engine_cores = [cores[len(cores) - (i + 1) * share : len(cores) - i * share] for i in range(engines)]
+    return (len(cores) - engines * share) // trainer_ranks, engine_cores[::-1]
+
+
+def split_cpus(cfg: RunConfig) -> list[list[int]] | None:
+    """A trainer rank's side of `rollout_cpus` on this machine: it lowers its own torch threads to its
+    share and returns the engines' cores (None, said on stdout, when the processes must share cores)."""
+    cores = sorted(os.sched_getaffinity(0))
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", dist.get_world_size()))
+    split = rollout_cpus(cores, ranks, cfg.grpo.rollout_engines)
+    if split is None:
+        if dist.get_rank() == 0:
+            print(
+                f"[grpo] grpo.placement: separate on {len(cores)} CPU cores for {ranks} trainer rank(s) and "
+                f"{cfg.grpo.rollout_engines} engine(s): fewer cores than processes, so they share them "
+                "(slower than colocated)",
+                flush=True,
+            )
+        return None
+    threads, engine_cores = split
+    torch.set_num_threads(min(torch.get_num_threads(), threads))
+    return engine_cores
+
+
+def _start_rollout_process(
+    cfg: RunConfig, port: int, engine_cores: list[list[int]] | None
+) -> tuple[subprocess.Popen, subprocess.Popen]:
     """`redone rollout-server` on this machine for this run, and its orphan guard (it dies with us). On
-    GPUs it sees only its own (`rollout_devices`).
+    GPUs it sees only its own (`rollout_devices`); on the CPU each engine is bound to `engine_cores`.
 
     Started with the stop signals held: a signal to the whole job must not kill it before the trainer
     has checkpointed the rollouts it has in hand (the trainer stops it then)."""
@@ -253,6 +288,8 @@ def _start_rollout_process(cfg: RunConfig, port: int) -> tuple[subprocess.Popen,
             rollout_devices(visible, local_ranks, cfg.grpo.rollout_engines)
         )
     command = [sys.executable, "-m", "nemo_recipes.cli", "rollout-server", str(config_file)]
+    if engine_cores:
+        command += ["--cpus", "|".join(",".join(map(str, cores)) for cores in engine_cores)]
     with preemption.signals_held():
         process = subprocess.Popen(
             [*command, "--address", f"127.0.0.1:{port}"], stdin=subprocess.DEVNULL, env=env

@@ -87,8 +87,15 @@ class StagedVersions:
             self._cond.wait_for(lambda: self._stopped)
 
 
-def serve(cfg: RunConfig, address: str) -> None:
-    """Connect to the trainer at `address` (host:port) and generate until it says stop."""
+def serve(cfg: RunConfig, address: str, cpus: str | None = None) -> None:
+    """Connect to the trainer at `address` (host:port) and generate until it says stop. `cpus` (CPU
+    only): each engine's cores, engines separated by '|' ("1|2", "4-7|8-11"), else vLLM binds them."""
+    engine_cpus = cpus.split("|") if cpus else None
+    if engine_cpus and len(engine_cpus) != cfg.grpo.rollout_engines:
+        raise ConfigError(
+            f"--cpus {cpus!r} names {len(engine_cpus)} engines' cores; grpo.rollout_engines is "
+            f"{cfg.grpo.rollout_engines}"
+        )
     for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         signal.signal(s, signal.SIG_IGN)
     host, port = address.rsplit(":", 1)
@@ -103,7 +110,9 @@ def serve(cfg: RunConfig, address: str) -> None:
     tokenizer = load_tokenizer(cfg.model)
     table = load_task_table(*cfg.task_tables)
     prompt_set, sampler = rl_prompt_stream(grpo, table, tokenizer, cfg.seed)
-    engines = [_start_engine(cfg, i) for i in range(grpo.rollout_engines)]
+    engines = [
+        _start_engine(cfg, i, engine_cpus[i] if engine_cpus else None) for i in range(grpo.rollout_engines)
+    ]
     staged = StagedVersions()
     generating = threading.Event()
     generating.set()
@@ -132,8 +141,11 @@ def serve(cfg: RunConfig, address: str) -> None:
         engine.shutdown()
 
 
-def _start_engine(cfg: RunConfig, index: int) -> VLLMEngine:
-    """Engine `index`, alone on GPU `index` of this node (on a GPU; on CPU the engines share the host)."""
+def _start_engine(cfg: RunConfig, index: int, cpus: str | None) -> VLLMEngine:
+    """Engine `index`, alone on GPU `index` of this node; on the CPU, on the cores `cpus` when given
+    (vLLM's own binding otherwise)."""
+    if cpus:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpus  # read when the engine starts its worker
     if torch.cuda.is_available():
         if index >= torch.cuda.device_count():
             raise ConfigError(

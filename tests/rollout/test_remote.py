@@ -1,6 +1,6 @@
 """The separate placement's bookkeeping (nemo_recipes.rollout.remote, .server): which policy version
 generates each step, which versions are ever sent, the staleness check, the rollout process's
-staged versions and the GPUs it gets on one machine."""
+staged versions and the GPUs or CPU cores it gets on one machine."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ import torch
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.records.rollout import Completion, RolloutGroup
 from nemo_recipes.rollout.groups import StepGroups
-from nemo_recipes.rollout.remote import check_versions, rollout_devices, version_for_step, version_needed
+from nemo_recipes.rollout.remote import (
+    check_versions,
+    rollout_cpus,
+    rollout_devices,
+    version_for_step,
+    version_needed,
+)
 from nemo_recipes.rollout.server import StagedVersions
 
 
@@ -75,3 +81,18 @@ def test_on_one_machine_the_rollout_process_gets_the_gpus_after_the_trainers() -
     assert rollout_devices(["4", "5", "6"], trainer_ranks=1, engines=1) == ["5"]
     with pytest.raises(ConfigError, match=r"a GPU per trainer rank \(2\) and per engine"):
         rollout_devices(["0", "1", "2"], trainer_ranks=2, engines=2)
+
+
+def test_on_a_cpu_machine_each_engine_gets_cores_of_its_own() -> None:
+    # 2 cores, one trainer process, one engine: a core each (the engine the last).
+    assert rollout_cpus([0, 1], trainer_ranks=1, engines=1) == (1, [[1]])
+    # 16 cores, one trainer, two engines: 5 each; the trainer keeps the rest (6 threads).
+    assert rollout_cpus(list(range(16)), trainer_ranks=1, engines=2) == (
+        6,
+        [list(range(6, 11)), list(range(11, 16))],
+    )
+    # 8 cores, two trainer ranks, two engines: 2 each, no core shared.
+    threads, engines = rollout_cpus([10, 11, 12, 13, 14, 15, 16, 17], trainer_ranks=2, engines=2)
+    assert threads == 2 and engines == [[14, 15], [16, 17]]
+    # Fewer cores than processes: no split (the caller says so).
+    assert rollout_cpus([0, 1], trainer_ranks=2, engines=1) is None
