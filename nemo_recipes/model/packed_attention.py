@@ -24,12 +24,19 @@ sets them, selective or full activation recompute. A packed document's output is
 give alone as an unpacked [L, 1] sequence (tests/model/test_packed_attention.py: <= 1e-6 against plain
 per-document softmax attention; a whole model's logits, losses and gradients within 1e-5).
 
-Refused loudly: context parallelism (not implemented here: use Transformer Engine's spec), `qkv_format`
-other than "thd" with `PackedSeqParams`, an `attention_mask` together with thd packing (documents are
-delimited by `cu_seqlens` alone), different q and kv `cu_seqlens` (self-attention only), padded
-`cu_seqlens_*_padded` that differ from the unpadded ones, `cu_seqlens` that do not cover exactly the t
-tokens given, a `max_seqlen` smaller than the longest document, a non-causal layer in thd form, and an
-attention bias (as megatron's module refuses it).
+Context parallelism (`config.context_parallel_size` > 1): the call carries this rank's share of the row
+(nemo_recipes.data.context_parallel: every document padded to a multiple of 2 x cp, rank r holding its
+chunks r and 2 x cp - 1 - r) and `cu_seqlens_*_padded` of the padded row; keys and values are gathered
+over the context-parallel group (their gradients summed back), and each local query attends its
+document's keys causally at its true position (tests: <= 1e-6 against per-document attention, gradients
+included, at CP2). Sliding windows are refused with it.
+
+Refused loudly: `qkv_format` other than "thd" with `PackedSeqParams`, an `attention_mask` together
+with thd packing (documents are delimited by `cu_seqlens` alone), different q and kv `cu_seqlens`
+(self-attention only), padded `cu_seqlens_*_padded` that differ from the unpadded ones (at CP 1),
+`cu_seqlens` that do not cover exactly the t tokens given (times the CP size), a `max_seqlen` smaller
+than the longest document, a non-causal layer in thd form, and an attention bias (as megatron's module
+refuses it).
 
 The loop over documents reads `cu_seqlens` on the host: fine on the CPU, where this spec runs; GPU runs
 use Transformer Engine's fused varlen attention instead.
