@@ -126,7 +126,7 @@ def test_unknown_key_inside_a_dict_entry_and_a_tagged_union(tmp_path: Path) -> N
     assert "allowed here: char_order, extract, kind, lowercase, word_order" in message
 
 
-def test_stage_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
+def test_stage_rules_kl_needs_a_reference_and_what_context_parallelism_is_not_combined_with() -> None:
     cfg = load_config(RunConfig, None, ["grpo.loss.kl_coef=0.01"])
     with pytest.raises(
         ConfigError, match=r"grpo.loss.kl_coef 0.01 needs a reference model: set model.init_from"
@@ -150,11 +150,19 @@ def test_stage_rules_kl_needs_a_reference_and_no_context_parallelism() -> None:
         with pytest.raises(ConfigError, match=r"needs parallel.sequence_parallel: true"):
             check_launch(tp2, 4, stage)
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
-    for stage in ("sft", "grpo"):  # neither shards its batches per context-parallel rank
-        with pytest.raises(
-            ConfigError, match=rf"context_parallel_size 2: the {stage.upper()} stage does not"
-        ):
-            check_launch(cfg, 2, stage)
+    unsupported = {
+        "parallel.pipeline_model_parallel_size=2": "with parallel.pipeline_model_parallel_size > 1",
+        "model.hf_config=tiny-qwen3-moe": r"with a mixture-of-experts model \(tiny-qwen3-moe\)",
+        "parallel.sequence_parallel=true": "with parallel.sequence_parallel",
+    }
+    for stage in ("sft", "grpo"):  # both shard packed rows per context-parallel rank
+        assert check_launch(cfg, 2, stage) == 1
+        for change, problem in unsupported.items():
+            combined = load_config(RunConfig, None, ["parallel.context_parallel_size=2", change])
+            with pytest.raises(
+                ConfigError, match=rf"parallel.context_parallel_size 2 {problem} is not supported"
+            ):
+                check_launch(combined, 4, stage)
 
 
 def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:

@@ -128,6 +128,28 @@ def _batch_rule(cfg: RunConfig, stage: Literal["sft", "grpo"], dp: int) -> str |
     return None
 
 
+def _context_parallel_rule(cfg: RunConfig, experts: int) -> str | None:
+    """What context parallelism (packed rows sharded per rank, SFT and GRPO alike) is not combined with
+    yet, or None."""
+    par = cfg.parallel
+    if par.pipeline_model_parallel_size > 1:
+        return (
+            "with parallel.pipeline_model_parallel_size > 1 is not supported: a rank's share of a packed "
+            "row varies in length, and pipeline stages pass activations of one fixed shape"
+        )
+    if experts:
+        return (
+            f"with a mixture-of-experts model ({cfg.model.hf_config}) is not supported: the routing replay "
+            "and the expert load metrics are kept per whole row, not per context-parallel rank"
+        )
+    if par.sequence_parallel:
+        return (
+            "with parallel.sequence_parallel is not supported: a rank's share of a packed row is not "
+            "padded to a multiple of the tensor-parallel size"
+        )
+    return None
+
+
 def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] = "sft") -> int:
     """Cross-field rules that need the world size; returns the data-parallel size.
 
@@ -180,12 +202,8 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
         raise ConfigError(
             "parallel.virtual_pipeline_model_parallel_size needs pipeline_model_parallel_size >= 2"
         )
-    if par.context_parallel_size > 1:
-        raise ConfigError(
-            f"parallel.context_parallel_size {par.context_parallel_size}: the {stage.upper()} stage does not "
-            "support context parallelism yet (its batches are not sharded per context-parallel rank, so "
-            "training would be silently wrong); use tensor/pipeline/data parallelism"
-        )
+    if par.context_parallel_size > 1 and (problem := _context_parallel_rule(cfg, experts)) is not None:
+        raise ConfigError(f"parallel.context_parallel_size {par.context_parallel_size} {problem}")
     if stage == "grpo" and cfg.grpo.routing_replay and not experts:
         raise ConfigError(
             f"grpo.routing_replay: true needs a mixture-of-experts model; {cfg.model.hf_config} has no "

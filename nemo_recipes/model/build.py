@@ -75,7 +75,6 @@ def resolve_transformer_impl(model_cfg: ModelConfig, parallel_cfg: ParallelConfi
     parallel_cfg = parallel_cfg or ParallelConfig()
     te_only = {
         "model.fp8": model_cfg.fp8 is not None,
-        "parallel.context_parallel_size > 1": parallel_cfg.context_parallel_size > 1,
         "parallel.sequence_parallel": parallel_cfg.sequence_parallel,
     }
     asked = [name for name, on in te_only.items() if on]

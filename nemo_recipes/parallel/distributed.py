@@ -47,6 +47,39 @@ def comm_device() -> torch.device:
     return torch.device("cpu")
 
 
+class _AllGather(torch.autograd.Function):
+    """Concatenate every rank's tensor along dim 0, in rank order; see `all_gather_first_dim`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group: dist.ProcessGroup, reduce_grad: bool) -> torch.Tensor:
+        ctx.group, ctx.reduce_grad, ctx.rows = group, reduce_grad, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        if ctx.reduce_grad:
+            grad = grad.contiguous()
+            dist.all_reduce(grad, group=ctx.group)
+        rank = dist.get_rank(ctx.group)
+        return grad[rank * ctx.rows : (rank + 1) * ctx.rows], None, None
+
+
+def all_gather_first_dim(x: torch.Tensor, group: dist.ProcessGroup, reduce_grad: bool) -> torch.Tensor:
+    """Every rank's `x` (equal shapes) concatenated along dim 0 in rank order; differentiable.
+
+    Backward: `reduce_grad` sums the gradients of the gathered tensor over the group before each rank
+    takes its own rows (each rank's output feeds a different computation: context-parallel keys and
+    values); without it each rank takes its own rows of its gradient alone (every rank computes the
+    same function of the gathered tensor, so counting the others' would count it `group size` times).
+    Plain all_gather/all_reduce, which gloo supports too. The tensor itself for a group of one.
+    """
+    if dist.get_world_size(group) == 1:
+        return x
+    return _AllGather.apply(x, group, reduce_grad)
+
+
 def seed_all(seed: int) -> None:
     """Seed python/numpy/torch; pipeline stages get distinct streams, TP ranks a tracked model-parallel one.
 

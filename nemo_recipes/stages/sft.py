@@ -31,7 +31,7 @@ from nemo_recipes.data.sft_dataset import (
 )
 from nemo_recipes.data.sft_records import read_sft_records
 from nemo_recipes.metrics import MetricsLogger
-from nemo_recipes.model.packed_attention import packed_seq_params
+from nemo_recipes.model.context_parallel import counted_once, gather_tokens, packed_inputs, shard
 from nemo_recipes.stages.setup import (
     Policy,
     StageOutcome,
@@ -115,16 +115,21 @@ def micro_batches(
 
 
 def sft_forward_step(batch: SFTBatch, model):
-    """Per-token cross entropy from megatron's GPTModel on a packed row (thd), reduced to an
-    answer-token sum."""
-    params = packed_seq_params(batch.document_lengths)
+    """Per-token cross entropy from megatron's GPTModel on a packed row (thd; this context-parallel rank's
+    share of it, gathered back whole), reduced to an answer-token sum."""
+    lengths = batch.document_lengths
+    inputs = packed_inputs(batch.tokens, batch.position_ids, lengths)
     per_token_loss = model(
-        batch.tokens, batch.position_ids, None, labels=batch.labels, packed_seq_params=params
+        inputs.tokens,
+        inputs.position_ids,
+        None,
+        labels=shard(batch.labels, lengths),
+        packed_seq_params=inputs.params,
     )
 
     def loss_fn(output):
-        loss_sum, num_tokens, metrics = masked_token_loss(output, batch.loss_mask)
-        return loss_sum, num_tokens, metrics
+        loss_sum, num_tokens, metrics = masked_token_loss(gather_tokens(output, lengths), batch.loss_mask)
+        return loss_sum, counted_once(num_tokens), metrics
 
     return per_token_loss, loss_fn
 

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
 
 from nemo_recipes.data.rl_batch import RLBatch
-from nemo_recipes.model.packed_attention import packed_seq_params
+from nemo_recipes.model.context_parallel import gather_tokens, packed_inputs, shard
 from nemo_recipes.training.moe_routing import RoutingStats, routed
 from nemo_recipes.training.step import run_step
 
@@ -47,12 +47,26 @@ def token_entropy(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 def packed_logits(
     model: torch.nn.Module, batch: RLBatch, replay: bool = False, stats: RoutingStats | None = None
 ) -> torch.Tensor:
-    """The model's output for a packed row (thd: each sequence attends only to itself). A
-    mixture-of-experts model replays the engine's routing in the batch with `replay`, and counts
-    its routers' choices into `stats` when given (nemo_recipes.training.moe_routing)."""
-    params = packed_seq_params(batch.document_lengths)
+    """The model's output for a packed row (thd: each sequence attends only to itself; this
+    context-parallel rank's share of the row). A mixture-of-experts model replays the engine's routing
+    in the batch with `replay`, and counts its routers' choices into `stats` when given
+    (nemo_recipes.training.moe_routing)."""
+    inputs = packed_inputs(batch.tokens, batch.position_ids, batch.document_lengths)
     with routed(model, batch.routed_experts, batch.routed_tokens, replay, stats):
-        return model(batch.tokens, batch.position_ids, None, packed_seq_params=params)
+        return model(inputs.tokens, inputs.position_ids, None, packed_seq_params=inputs.params)
+
+
+def response_logprobs(logits: torch.Tensor, batch: RLBatch, temperature: float) -> torch.Tensor:
+    """[n, L] logprob of every response token of the row from `packed_logits`' output (gathered over
+    the context-parallel group: every rank of it gets the whole row's); differentiable."""
+    local = token_logprobs(logits, shard(batch.labels, batch.document_lengths), temperature)
+    return batch.per_response(gather_tokens(local, batch.document_lengths))
+
+
+def response_entropy(logits: torch.Tensor, batch: RLBatch, temperature: float) -> torch.Tensor:
+    """[n, L] entropy of the policy at every response token of the row (as `response_logprobs`);
+    detached."""
+    return batch.per_response(gather_tokens(token_entropy(logits, temperature), batch.document_lengths))
 
 
 def row_length(batches: Sequence[RLBatch]) -> int:
@@ -67,8 +81,7 @@ def row_length(batches: Sequence[RLBatch]) -> int:
 def _logprob_forward_step(temperature: float, replay: bool, stats: RoutingStats | None):
     def forward_step(batch: RLBatch, model: torch.nn.Module):
         def collect(output: torch.Tensor):
-            logprobs = batch.per_response(token_logprobs(output, batch.labels, temperature))
-            logprobs = logprobs * batch.response_mask
+            logprobs = response_logprobs(output, batch, temperature) * batch.response_mask
             return output.new_zeros(()), batch.response_mask.sum().int(), {"logprobs": logprobs.detach()}
 
         return packed_logits(model, batch, replay, stats), collect

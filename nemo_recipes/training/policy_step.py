@@ -24,13 +24,14 @@ from megatron.core import parallel_state
 from nemo_recipes.algorithms.grpo import group_advantages, overlong_penalty, policy_loss
 from nemo_recipes.config.rl import GRPOConfig, PolicyLossConfig
 from nemo_recipes.data.rl_batch import RLBatch, RolloutSample, micro_batches
+from nemo_recipes.model.context_parallel import counted_once
 from nemo_recipes.records.rollout import RolloutGroup
 from nemo_recipes.training.logprobs import (
     compute_logprobs,
     packed_logits,
+    response_entropy,
+    response_logprobs,
     row_length,
-    token_entropy,
-    token_logprobs,
 )
 from nemo_recipes.training.moe_routing import RoutingStats, aux_loss_metrics, model_moe_shape
 from nemo_recipes.training.step import StepResult, run_step
@@ -132,7 +133,7 @@ def policy_forward_step(loss_cfg: PolicyLossConfig, temperature: float, replay: 
 
     def forward_step(batch: RLBatch, model):
         def loss_fn(logits: torch.Tensor):
-            logprobs = batch.per_response(token_logprobs(logits, batch.labels, temperature))
+            logprobs = response_logprobs(logits, batch, temperature)
             loss_sum, normalizer, metrics = policy_loss(
                 logprobs,
                 batch.old_logprobs,
@@ -143,13 +144,13 @@ def policy_forward_step(loss_cfg: PolicyLossConfig, temperature: float, replay: 
                 ref_logprobs=batch.ref_logprobs,
             )
             mask = batch.response_mask
-            entropy = batch.per_response(token_entropy(logits, temperature))
+            entropy = response_entropy(logits, batch, temperature)
             metrics["entropy"] = torch.stack([(entropy * mask).sum(), mask.sum()]).float()
             if batch.unreplayed_logprobs is not None:
                 gap = (batch.unreplayed_logprobs - batch.rollout_logprobs).abs() * mask
                 metrics["logprob_mismatch_abs_unreplayed"] = torch.stack([gap.sum(), mask.sum()]).float()
             zero = torch.zeros(2)
-            return loss_sum, normalizer, {n: metrics.get(n, zero) for n in LOSS_METRICS}
+            return loss_sum, counted_once(normalizer), {n: metrics.get(n, zero) for n in LOSS_METRICS}
 
         return packed_logits(model, batch, replay), loss_fn
 

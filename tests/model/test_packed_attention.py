@@ -21,7 +21,7 @@ from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdo
 import pytest
 import torch
 import torch.distributed as dist
-from megatron.core import tensor_parallel
+from megatron.core import parallel_state, tensor_parallel
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.packed_seq_params import PackedSeqParams
@@ -31,9 +31,11 @@ from megatron.core.transformer.enums import AttnMaskType
 
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import load_config
+from nemo_recipes.data.context_parallel import shard_row
 from nemo_recipes.launcher import read_launch_env
 from nemo_recipes.model import packed_attention
 from nemo_recipes.model.build import build_model
+from nemo_recipes.model.context_parallel import gather_tokens
 from nemo_recipes.model.packed_attention import (
     PackedDotProductAttention,
     packed_position_ids,
@@ -47,10 +49,9 @@ LENGTHS = [5, 1, 9, 3, 6]
 """Documents of one packed row: a document of length 1 among them."""
 
 
-def run_config(tp: int = 1) -> RunConfig:
-    return load_config(
-        RunConfig, None, ["model.hf_config=tiny-qwen3", f"parallel.tensor_model_parallel_size={tp}"]
-    )
+def run_config(tp: int = 1, cp: int = 1) -> RunConfig:
+    sets = [f"parallel.tensor_model_parallel_size={tp}", f"parallel.context_parallel_size={cp}"]
+    return load_config(RunConfig, None, ["model.hf_config=tiny-qwen3", *sets])
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +161,8 @@ def test_core_attention_refuses_what_it_does_not_compute(one_process) -> None:
     assert "equal (self-attention)" in refused(other_kv)
     padded = PackedSeqParams(**{**vars(good), "cu_seqlens_q_padded": torch.tensor([0, 4, 8])})
     assert "padded cu_seqlens" in refused(padded)
-    with pytest.raises(NotImplementedError, match="does not implement context parallelism"):
-        core_attention(attention_config(context_parallel_size=2))
+    with pytest.raises(NotImplementedError, match="full causal attention only"):
+        core_attention(attention_config(context_parallel_size=2, window_size=(4, 0)))
 
 
 def test_packed_seq_params_from_document_lengths() -> None:
@@ -270,19 +271,26 @@ def test_unpacked_batches_match_the_stock_local_spec(one_process) -> None:
 # (d) TP2 over 2 gloo ranks: packed against documents alone
 
 
-@pytest.mark.parallel
-def test_tensor_parallel_packed_matches_documents_alone(tmp_path: Path) -> None:
-    out = tmp_path / "tp2.json"
+def torchrun_worker(tmp_path: Path, layout: str) -> dict[str, float]:
+    """Run this file's `layout` worker on 2 gloo ranks; its JSON result."""
+    out = tmp_path / f"{layout}.json"
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
     cmd += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
-    cmd += ["-m", "tests.model.test_packed_attention", str(out)]
+    cmd += ["-m", "tests.model.test_packed_attention", str(out), layout]
     proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
-        pytest.fail(f"TP2 worker exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    diffs = json.loads(out.read_text())
+        pytest.fail(
+            f"{layout} worker exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parallel
+def test_tensor_parallel_packed_matches_documents_alone(tmp_path: Path) -> None:
+    diffs = torchrun_worker(tmp_path, "tp2")
     assert diffs["grad_scale"] > 1e-3, diffs
     assert max(diffs["logits"], diffs["loss"], diffs["grad"]) <= 1e-5, diffs
 
@@ -303,8 +311,65 @@ def tp2_worker(out: Path) -> None:
         shutdown()
 
 
+# (e) context parallelism over 2 gloo ranks: each rank's chunks of every document against plain attention
+
+
+CP_CASES = {"several_documents": (LENGTHS, 256), "spans_of_10": (LENGTHS, 10), "one_document": ([11], 256)}
+"""Row layouts at CP2 (documents padded to multiples of 4): LENGTHS [5, 1, 9, 3, 6] pads to [8, 4, 12, 4,
+8] (a document of length 1 among them); at SPAN_TOKENS 10 the
+padded documents go in spans of at most 20 tokens."""
+
+
+@pytest.mark.parallel
+def test_context_parallel_attention_matches_plain_attention_per_document(tmp_path: Path) -> None:
+    diffs = torchrun_worker(tmp_path, "cp2")
+    assert set(diffs) == {f"{case}_{what}" for case in CP_CASES for what in ("out", "grad", "grad_scale")}
+    for case in CP_CASES:
+        assert diffs[f"{case}_grad_scale"] > 1e-2, diffs  # the gradients compared are not vanishing
+        assert max(diffs[f"{case}_out"], diffs[f"{case}_grad"]) <= 1e-6, (case, diffs)
+
+
+def cp2_worker(out: Path) -> None:
+    """Every rank: the same q, k, v of a whole row; its shard through PackedDotProductAttention at CP2,
+    the outputs gathered back; against `reference_attention` in float64, outputs and the gradients of a
+    weighted sum (each rank's share of the gradients summed over the group)."""
+    cfg = run_config(cp=2)
+    init_distributed(cfg.parallel, read_launch_env())
+    try:
+        seed_all(cfg.seed)
+        attention = core_attention(attention_config(context_parallel_size=2))
+        group = parallel_state.get_context_parallel_group()
+        rank = parallel_state.get_context_parallel_rank()
+        diffs = {}
+        for case, (lengths, span_tokens) in CP_CASES.items():
+            packed_attention.SPAN_TOKENS = span_tokens
+            gen = torch.Generator().manual_seed(3)
+            t = sum(lengths)
+            q, k, v = (torch.randn(t, h, 16, generator=gen, requires_grad=True) for h in (4, 2, 2))
+            weights = torch.randn(t, 4 * 16, generator=gen)
+            mine = [shard_row(x[None], lengths, 2, rank, pad=0)[0] for x in (q, k, v)]
+            got = attention(*mine, None, packed_seq_params=packed_seq_params(lengths, cp_size=2))
+            got = gather_tokens(got[None], lengths)[0]
+            (got * weights).sum().backward()
+            grads = [x.grad for x in (q, k, v)]
+            for g in grads:
+                dist.all_reduce(g, group=group)
+            ref_inputs = [x.detach().double().requires_grad_() for x in (q, k, v)]
+            expected = reference_attention(*ref_inputs, lengths, 1 / 4)
+            (expected * weights.double()).sum().backward()
+            diffs[f"{case}_out"] = (got.double() - expected).abs().max().item()
+            diffs[f"{case}_grad"] = max(
+                (g.double() - r.grad).abs().max().item() for g, r in zip(grads, ref_inputs, strict=True)
+            )
+            diffs[f"{case}_grad_scale"] = min(g.abs().max().item() for g in grads)
+        if dist.get_rank() == 0:
+            out.write_text(json.dumps(diffs))
+    finally:
+        shutdown()
+
+
 if __name__ == "__main__":
-    tp2_worker(Path(sys.argv[1]))
+    {"tp2": tp2_worker, "cp2": cp2_worker}[sys.argv[2]](Path(sys.argv[1]))
 
 
 def test_documents_are_grouped_into_spans_in_order() -> None:

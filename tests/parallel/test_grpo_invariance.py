@@ -1,4 +1,4 @@
-"""TP / PP / DP and the packing must not change the GRPO math: from the same weights and seeds, the
+"""TP / PP / DP / CP and the packing must not change the GRPO math: from the same weights and seeds, the
 first step (same rollouts, two mini-batch updates, a KL term against the reference model) logs the
 single-process run's loss terms and gradient norm within 1e-5, at every layout and whatever the
 token budget of a micro-batch (one sequence per row, or many)."""
@@ -33,6 +33,7 @@ LAYOUTS = {
     "tp2": ["parallel.tensor_model_parallel_size=2"],
     "pp2": ["parallel.pipeline_model_parallel_size=2"],
     "dp2_distopt": ["parallel.use_distributed_optimizer=true"],
+    "cp2": ["parallel.context_parallel_size=2"],
 }
 
 
