@@ -155,6 +155,7 @@ LAYOUTS = {
     "dp2_distopt": (LORA, ["parallel.use_distributed_optimizer=true"]),
     # the adapters' dropout masks are those of one rank at any TP size (LinearAdapter._dropout)
     "tp2_dropout": (DROPOUT, ["parallel.tensor_model_parallel_size=2"]),
+    "cp2": (LORA, ["parallel.context_parallel_size=2"]),
 }
 
 
@@ -175,9 +176,10 @@ def lora_reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path):
     return reference
 
 
-SLOW_LAYOUTS = {"pp2", "dp2_distopt"}
+SLOW_LAYOUTS = {"pp2", "dp2_distopt", "cp2"}
 """Slow (the default run's time budget): pipeline-parallel LoRA also runs in CI through the checkpoint
-reshard to PP2 (tests/checkpoint/test_lora_checkpoint.py), data parallelism through SFT's invariance."""
+reshard to PP2 (tests/checkpoint/test_lora_checkpoint.py), data and context parallelism through SFT's
+invariance."""
 
 
 @pytest.mark.parallel

@@ -71,12 +71,13 @@ LAYOUTS = {
     ),
     "tp2_pp2": (4, ["parallel.tensor_model_parallel_size=2", "parallel.pipeline_model_parallel_size=2"]),
     "cp2": (2, ["parallel.context_parallel_size=2"]),
+    "tp2_cp2": (4, ["parallel.tensor_model_parallel_size=2", "parallel.context_parallel_size=2"]),
 }
 
 
-COVERED = {"pp2", "dp2_distopt"}
+COVERED = {"pp2", "dp2_distopt", "tp2_cp2"}
 """Slow: each is part of a layout CI runs (tp2_pp2 and pp2_vp2 pipeline; dp2_distopt_overlap shards the
-optimizer), which keeps the default run under its time budget."""
+optimizer; tp2 and cp2), which keeps the default run under its time budget."""
 
 
 @pytest.mark.parametrize(
