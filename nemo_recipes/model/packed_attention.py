@@ -283,17 +283,8 @@ def packed_seq_params(
         return torch.tensor([0, *ns], dtype=torch.int32, device=device).cumsum(0, dtype=torch.int32)
 
     cu_seqlens = cumulative(lengths)
-    if cp_size == 1:
-        longest = max(lengths)
-        return PackedSeqParams(
-            qkv_format="thd",
-            cu_seqlens_q=cu_seqlens,
-            cu_seqlens_kv=cu_seqlens,
-            max_seqlen_q=longest,
-            max_seqlen_kv=longest,
-        )
     padded = padded_lengths(lengths, cp_size)
-    cu_padded = cumulative(padded)
+    cu_padded = cumulative(padded) if cp_size > 1 else None  # None: the same as cu_seqlens
     return PackedSeqParams(
         qkv_format="thd",
         cu_seqlens_q=cu_seqlens,
