@@ -30,7 +30,6 @@ def test_auto_resolves_to_the_local_spec_on_cpu() -> None:
             ["parallel.context_parallel_size=2"],
             "parallel.context_parallel_size > 1: needs Transformer Engine",
         ),
-        (["parallel.sequence_parallel=true"], "parallel.sequence_parallel: needs Transformer Engine"),
     ],
 )
 def test_te_only_options_fail_clearly(sets: list[str], named: str) -> None:

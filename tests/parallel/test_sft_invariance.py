@@ -1,5 +1,6 @@
-"""TP / PP / DP (distributed optimizer) / virtual PP must not change the math: per-step SFT losses
-match the single-process run within 1e-5 (fp32) over 6 optimizer steps, from the same weights."""
+"""TP (with and without sequence parallelism) / PP / DP (distributed optimizer) / virtual PP must not
+change the math: per-step SFT losses match the single-process run within 1e-5 (fp32) over 6 optimizer
+steps, from the same weights."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path) -> list
 
 LAYOUTS = {
     "tp2": (2, ["parallel.tensor_model_parallel_size=2"]),
+    "tp2_sp": (2, ["parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),
     "dp2_distopt": (2, ["parallel.use_distributed_optimizer=true"]),
     "dp2_distopt_overlap": (
