@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,6 +44,22 @@ def run_cli(
             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def run_torchrun(args: list[str], nproc: int = 2, timeout: int = 300) -> None:
+    """`python -m torch.distributed.run ARGS` on `nproc` local ranks (a free port of its own: torchrun's
+    --standalone spends ~40 s on rendezvous here); fail the test with its output if it fails."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    cmd += ["--master-addr", "127.0.0.1", "--master-port", str(port), *args]
+    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"torchrun {' '.join(args)} exited {proc.returncode}:\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
 
 
 def start_cli(args: list[str], nproc: int = 1) -> subprocess.Popen:

@@ -137,32 +137,50 @@ def test_stage_rules_kl_needs_a_reference_and_what_context_parallelism_is_not_co
         RunConfig, None, ["model.hf_config=tiny-qwen3-moe", "parallel.expert_model_parallel_size=2"]
     )
     assert check_launch(cfg, 2, "grpo") == 2 and cfg.routing_replay  # EP in GRPO; replay on for MoE
-    tp2 = load_config(
-        RunConfig,
-        None,
-        [
-            "model.hf_config=tiny-qwen3-moe",
-            "parallel.expert_model_parallel_size=2",
-            "parallel.tensor_model_parallel_size=2",
-        ],
-    )
+    moe_tp2 = ["model.hf_config=tiny-qwen3-moe", "parallel.expert_model_parallel_size=2"]
+    moe_tp2 += ["parallel.tensor_model_parallel_size=2"]
+    tp2 = load_config(RunConfig, None, moe_tp2)
     for stage in ("sft", "grpo"):  # megatron-core refuses MoE under TP without sequence parallelism
-        with pytest.raises(ConfigError, match=r"needs parallel.sequence_parallel: true"):
+        with pytest.raises(
+            ConfigError, match=r"needs parallel.sequence_parallel: true \(megatron-core[^)]*\)$"
+        ):
             check_launch(tp2, 4, stage)
+        sp = load_config(RunConfig, None, [*moe_tp2, "parallel.sequence_parallel=true"])
+        assert check_launch(sp, 4, stage) == 2  # the local spec runs it (tests/parallel)
     cfg = load_config(RunConfig, None, ["parallel.context_parallel_size=2"])
     unsupported = {
-        "parallel.pipeline_model_parallel_size=2": "with parallel.pipeline_model_parallel_size > 1",
-        "model.hf_config=tiny-qwen3-moe": r"with a mixture-of-experts model \(tiny-qwen3-moe\)",
-        "parallel.sequence_parallel=true": "with parallel.sequence_parallel",
+        ("parallel.pipeline_model_parallel_size=2",): "with parallel.pipeline_model_parallel_size > 1",
+        ("model.hf_config=tiny-qwen3-moe",): r"with a mixture-of-experts model \(tiny-qwen3-moe\)",
+        ("parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"): (
+            "with parallel.sequence_parallel"
+        ),
     }
     for stage in ("sft", "grpo"):  # both shard packed rows per context-parallel rank
         assert check_launch(cfg, 2, stage) == 1
         for change, problem in unsupported.items():
-            combined = load_config(RunConfig, None, ["parallel.context_parallel_size=2", change])
+            combined = load_config(RunConfig, None, ["parallel.context_parallel_size=2", *change])
             with pytest.raises(
                 ConfigError, match=rf"parallel.context_parallel_size 2 {problem} is not supported"
             ):
                 check_launch(combined, 4, stage)
+
+
+def test_sequence_parallel_rules() -> None:
+    sp = ["parallel.sequence_parallel=true"]
+    with pytest.raises(ConfigError, match=r"sequence_parallel needs tensor_model_parallel_size > 1"):
+        check_launch(load_config(RunConfig, None, sp), 1, "sft")
+    sp.append("parallel.tensor_model_parallel_size=2")
+    odd = load_config(RunConfig, None, [*sp, "sft.seq_length=127", "sft.micro_batch_size=1"])
+    with pytest.raises(
+        ConfigError, match=r"1 x 127 tokens must be divisible by tensor_model_parallel_size 2"
+    ):
+        check_launch(odd, 2, "sft")
+    assert check_launch(odd, 2, "grpo") == 1  # GRPO pads its rows to a multiple of TP itself
+    even = load_config(RunConfig, None, [*sp, "sft.seq_length=127", "sft.micro_batch_size=2"])
+    assert check_launch(even, 2, "sft") == 1
+    lora = load_config(RunConfig, None, [*sp, "model.lora.rank=8", "model.init_from=/x"])
+    with pytest.raises(ConfigError, match=r"model\.lora with parallel\.sequence_parallel is not supported"):
+        check_launch(lora, 2, "sft")
 
 
 def test_paper_recipe_has_the_papers_numbers_and_fits_four_h100_nodes() -> None:

@@ -196,7 +196,24 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
         raise ConfigError(
             f"parallel.tensor_model_parallel_size {par.tensor_model_parallel_size} with a mixture-of-experts "
             "model needs parallel.sequence_parallel: true (megatron-core 0.16.1 refuses to train an MoE "
-            "layer under tensor parallelism without it), which needs Transformer Engine on a GPU"
+            "layer under tensor parallelism without it)"
+        )
+    tp = par.tensor_model_parallel_size
+    if par.sequence_parallel and tp == 1:
+        raise ConfigError(
+            "parallel.sequence_parallel needs tensor_model_parallel_size > 1 (it splits the sequence "
+            "over the tensor-parallel ranks)"
+        )
+    if par.sequence_parallel and stage == "sft" and (cfg.sft.micro_batch_size * cfg.sft.seq_length) % tp:
+        raise ConfigError(
+            f"parallel.sequence_parallel: a micro-batch row of sft.micro_batch_size x sft.seq_length = "
+            f"{cfg.sft.micro_batch_size} x {cfg.sft.seq_length} tokens must be divisible by "
+            f"tensor_model_parallel_size {tp} (each tensor-parallel rank holds an equal slice of it)"
+        )
+    if par.sequence_parallel and cfg.model.lora is not None:
+        raise ConfigError(
+            "model.lora with parallel.sequence_parallel is not supported: the adapters take their base "
+            "linear's input whole, not sliced along the sequence (turn sequence_parallel off)"
         )
     if par.virtual_pipeline_model_parallel_size and par.pipeline_model_parallel_size < 2:
         raise ConfigError(

@@ -88,7 +88,8 @@ class ParallelConfig(StrictModel):
     expert_model_parallel_size: PositiveInt = 1
     """Mixture-of-experts models: experts split over this many ranks of the data-parallel group."""
     sequence_parallel: bool = False
-    """Split norms and dropout over the tensor-parallel ranks along the sequence (GPU)."""
+    """Split norms and dropout over the tensor-parallel ranks along the sequence (needs TP > 1; an MoE
+    model under TP needs it)."""
     data_parallel_size: PositiveInt | None = None
     """Optional: if given, must equal world_size / (tp * pp * cp)."""
     use_distributed_optimizer: bool = False

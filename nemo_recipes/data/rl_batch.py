@@ -102,17 +102,20 @@ class RLBatch:
 
 
 def collate_rollouts(
-    samples: Sequence[RolloutSample], pad_token_id: int, row_length: int | None = None
+    samples: Sequence[RolloutSample], pad_token_id: int, row_length: int | None = None, row_multiple: int = 1
 ) -> RLBatch:
     """Pack `samples` into one row, in order; padded to `row_length` tokens when given (a fixed row
-    length, for pipeline parallelism), as a padding document of its own."""
+    length, for pipeline parallelism), else to a multiple of `row_multiple` (sequence parallelism
+    splits the row evenly over the tensor-parallel ranks), as a padding document of its own."""
     if not samples:
         raise ValueError("collate_rollouts needs at least one sample")
     lengths = [s.length for s in samples]
     total = sum(lengths)
     if row_length is not None and total > row_length:
         raise ValueError(f"{len(samples)} sequences of {total} tokens do not fit a row of {row_length}")
-    padding = (row_length or total) - total
+    if row_length is not None and row_length % row_multiple:
+        raise ValueError(f"row_length {row_length} is not a multiple of row_multiple {row_multiple}")
+    padding = (row_length or round_up(total, row_multiple)) - total
     tokens = torch.full((1, total + padding), pad_token_id, dtype=torch.int64)
     labels = torch.full_like(tokens, pad_token_id)
     longest = max(len(s.response_ids) for s in samples)
@@ -176,12 +179,15 @@ def micro_batches(
     dp_size: int,
     fixed_row_length: bool = False,
     same_count: bool = False,
+    row_multiple: int = 1,
 ) -> list[RLBatch]:
     """This data-parallel rank's packed rows of `samples` (one mini-batch): its token-balanced share,
     binned longest first into rows of at most `max_tokens` tokens (each padded to `max_tokens` with
     `fixed_row_length`). `same_count`: every rank gets as many rows as the rank with the most (its
     fullest rows split), which expert parallelism needs (its collectives run once per row on every
-    rank of the expert-parallel group, which spans data-parallel ranks)."""
+    rank of the expert-parallel group, which spans data-parallel ranks). `row_multiple`: every row's
+    length is a multiple of it (a fixed length is `max_tokens` rounded up to one), for sequence
+    parallelism."""
     lengths = [s.length for s in samples]
     too_long = [i for i, n in enumerate(lengths) if n > max_tokens]
     if too_long:
@@ -203,7 +209,13 @@ def micro_batches(
                 f"micro-batches another rank needs under expert parallelism: raise "
                 f"grpo.max_tokens_per_micro_batch or the responses per mini-batch"
             ) from e
-    row_length = max_tokens if fixed_row_length else None
+    row_length = round_up(max_tokens, row_multiple) if fixed_row_length else None
     return [
-        collate_rollouts([samples[share[j]] for j in members], pad_token_id, row_length) for members in bins
+        collate_rollouts([samples[share[j]] for j in members], pad_token_id, row_length, row_multiple)
+        for members in bins
     ]
+
+
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least `n`."""
+    return -(-n // multiple) * multiple

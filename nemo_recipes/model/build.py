@@ -27,11 +27,13 @@ from megatron.core.transformer import TransformerConfig
 from megatron.core.transformer.module import Float16Module
 from megatron.core.transformer.moe import moe_utils
 from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 
 from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.config.model import ModelConfig, ParallelConfig, hf_num_experts
 from nemo_recipes.model.lora import apply_lora
 from nemo_recipes.model.packed_attention import PackedDotProductAttention
+from nemo_recipes.model.sequence_parallel_norm import SequenceParallelRMSNorm
 
 if not moe_utils.HAVE_TE:
     # megatron-core 0.16.1 binds te_general_gemm only when Transformer Engine imports, yet its router
@@ -60,7 +62,7 @@ class ArchSpec:
     tie_word_embeddings: bool
 
 
-def resolve_transformer_impl(model_cfg: ModelConfig, parallel_cfg: ParallelConfig | None = None) -> str:
+def resolve_transformer_impl(model_cfg: ModelConfig) -> str:
     """'local' or 'transformer_engine'; fails loudly when a TE-only feature is asked for without TE."""
     have_te = importlib.util.find_spec("transformer_engine") is not None and torch.cuda.is_available()
     if model_cfg.transformer_impl == "auto":
@@ -72,16 +74,10 @@ def resolve_transformer_impl(model_cfg: ModelConfig, parallel_cfg: ParallelConfi
             "model.transformer_impl = transformer_engine, but Transformer Engine with CUDA is not available "
             "here (install the GPU container, see containers/); use 'local' or 'auto' on CPU"
         )
-    parallel_cfg = parallel_cfg or ParallelConfig()
-    te_only = {
-        "model.fp8": model_cfg.fp8 is not None,
-        "parallel.sequence_parallel": parallel_cfg.sequence_parallel,
-    }
-    asked = [name for name, on in te_only.items() if on]
-    if impl == "local" and asked:
+    if impl == "local" and model_cfg.fp8 is not None:
         raise ConfigError(
-            f"{', '.join(asked)}: needs Transformer Engine on a GPU; this run resolved to megatron-core's "
-            "local layer spec (model.transformer_impl), which supports none of these"
+            "model.fp8: needs Transformer Engine on a GPU; this run resolved to megatron-core's local layer "
+            "spec (model.transformer_impl)"
         )
     return impl
 
@@ -222,25 +218,42 @@ def layer_spec(cfg: TransformerConfig, impl: str) -> ModuleSpec:
 
     The local layer's core attention is ours, `PackedDotProductAttention`: megatron's DotProductAttention
     unchanged on [b, s] batches, and thd-packed sequences (`PackedSeqParams`) as TE's attention takes them.
+    Its norms are ours too, `SequenceParallelRMSNorm`: torch's RMSNorm as megatron's `WrappedTorchNorm`
+    builds it, which also runs under sequence parallelism.
     """
     moe = {"num_experts": cfg.num_moe_experts, "moe_grouped_gemm": cfg.moe_grouped_gemm}
     if impl == "transformer_engine":
         return get_gpt_layer_with_transformer_engine_spec(qk_layernorm=cfg.qk_layernorm, **moe)
     spec = get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization="RMSNorm", **moe)
-    spec.submodules.self_attention.submodules.core_attention = PackedDotProductAttention  # a fresh spec
+    layer, attention = spec.submodules, spec.submodules.self_attention.submodules  # a fresh spec
+    attention.core_attention = PackedDotProductAttention
+    layer.input_layernorm = layer.pre_mlp_layernorm = SequenceParallelRMSNorm
+    if cfg.qk_layernorm:
+        attention.q_layernorm = attention.k_layernorm = SequenceParallelRMSNorm
     return spec
+
+
+def block_spec(
+    cfg: TransformerConfig, impl: str, vp_stage: int | None
+) -> ModuleSpec | TransformerBlockSubmodules:
+    """The decoder of one model chunk: `layer_spec`'s layers; on the local spec, with our final norm
+    (megatron's default there is `WrappedTorchNorm`, which refuses sequence parallelism)."""
+    spec = layer_spec(cfg, impl)
+    if impl == "transformer_engine":
+        return spec
+    layers = get_num_layers_to_build(cfg, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[spec] * layers, layer_norm=SequenceParallelRMSNorm)
 
 
 def build_gpt_chunks(cfg: TransformerConfig, arch: ArchSpec, impl: str) -> list[GPTModel]:
     """One GPTModel per virtual pipeline stage held by this rank (bare, not wrapped)."""
-    spec = layer_spec(cfg, impl)
     num_chunks = cfg.virtual_pipeline_model_parallel_size or 1
     chunks = []
     for vp in range(num_chunks):
         vp_stage = vp if num_chunks > 1 else None
         chunk = GPTModel(
             config=cfg,
-            transformer_layer_spec=spec,
+            transformer_layer_spec=block_spec(cfg, impl, vp_stage),
             vocab_size=arch.vocab_size,
             max_sequence_length=arch.max_position_embeddings,
             pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp_stage),
@@ -285,7 +298,7 @@ def build_model(
     With `model.lora` the chunks are frozen and carry adapters (`nemo_recipes.model.lora`), whose
     initial A is drawn from `seed`; only the adapters get gradient buffers and optimizer state.
     """
-    impl = resolve_transformer_impl(model_cfg, parallel_cfg)
+    impl = resolve_transformer_impl(model_cfg)
     source = str(model_cfg.hf_config_file())
     cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl, source)
     chunks = build_gpt_chunks(cfg, arch, impl)

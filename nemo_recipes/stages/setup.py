@@ -51,7 +51,7 @@ def launched(cfg: RunConfig, stage: Literal["sft", "grpo"]) -> Iterator[tuple[in
     preemption.install_handlers()
     launch = read_launch_env()
     dp_size = check_launch(cfg, launch.world_size, stage)
-    resolve_transformer_impl(cfg.model, cfg.parallel)
+    resolve_transformer_impl(cfg.model)
     init_distributed(cfg.parallel, launch)
     try:
         seed_all(cfg.seed)

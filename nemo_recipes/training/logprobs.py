@@ -15,6 +15,7 @@ import nemo_recipes.device  # noqa: F401  (CPU device layer before megatron.core
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state, tensor_parallel
+from megatron.core.utils import get_model_config
 
 from nemo_recipes.data.rl_batch import RLBatch
 from nemo_recipes.model.context_parallel import gather_tokens, packed_inputs, shard
@@ -51,6 +52,12 @@ def packed_logits(
     context-parallel rank's share of the row). A mixture-of-experts model replays the engine's routing
     in the batch with `replay`, and counts its routers' choices into `stats` when given
     (nemo_recipes.training.moe_routing)."""
+    multiple = sequence_parallel_multiple([model])
+    if batch.tokens.shape[1] % multiple:
+        raise ValueError(
+            f"a row of {batch.tokens.shape[1]} tokens under sequence parallelism: its length must be a "
+            f"multiple of the tensor-parallel size {multiple} (pad it: rl_batch.micro_batches' row_multiple)"
+        )
     inputs = packed_inputs(batch.tokens, batch.position_ids, batch.document_lengths)
     with routed(model, batch.routed_experts, batch.routed_tokens, replay, stats):
         return model(inputs.tokens, inputs.position_ids, None, packed_seq_params=inputs.params)
@@ -67,6 +74,14 @@ def response_entropy(logits: torch.Tensor, batch: RLBatch, temperature: float) -
     """[n, L] entropy of the policy at every response token of the row (as `response_logprobs`);
     detached."""
     return batch.per_response(gather_tokens(token_entropy(logits, temperature), batch.document_lengths))
+
+
+def sequence_parallel_multiple(model: list) -> int:
+    """What every packed row's length must be a multiple of: the tensor-parallel size under sequence
+    parallelism (megatron-core splits the row's positions evenly over the tensor-parallel ranks), else 1."""
+    if not get_model_config(model[0]).sequence_parallel:
+        return 1
+    return parallel_state.get_tensor_model_parallel_world_size()
 
 
 def row_length(batches: Sequence[RLBatch]) -> int:

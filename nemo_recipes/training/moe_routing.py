@@ -93,7 +93,9 @@ class RoutingStats:
         tokens per expert; per layer `moe/layer_<l>/load_imbalance`) and `routing_agreement`."""
         both = torch.cat([self.tokens_per_expert.flatten(), self.agreement]).to(comm_device())
         dist.all_reduce(both)
-        both /= parallel_state.get_tensor_model_parallel_world_size()  # TP ranks route the same tokens
+        # TP ranks route the same tokens (or, under sequence parallelism, each its slice of the row):
+        # counted TP times or once; every metric below is a ratio, unchanged by either.
+        both /= parallel_state.get_tensor_model_parallel_world_size()
         load = both[: self.tokens_per_expert.numel()].view(self.num_layers, self.num_experts)
         agree, compared = both[-2:].tolist()
         out: dict[str, float] = {}
@@ -151,7 +153,8 @@ def routed(
 
 def _local_rows(values: torch.Tensor, sequence_parallel: bool) -> torch.Tensor:
     """The positions of a packed row this rank's routers see: all of them, or, with sequence
-    parallelism (GPU only; not verified), this tensor-parallel rank's contiguous shard."""
+    parallelism, this tensor-parallel rank's contiguous shard (megatron-core's embedding scatters the
+    row [t, 1, h] along t into tp equal slices, in rank order; rows are padded to a multiple of tp)."""
     tp = parallel_state.get_tensor_model_parallel_world_size()
     if not sequence_parallel or tp == 1:
         return values

@@ -32,6 +32,7 @@ from nemo_recipes.training.logprobs import (
     response_entropy,
     response_logprobs,
     row_length,
+    sequence_parallel_multiple,
 )
 from nemo_recipes.training.moe_routing import RoutingStats, aux_loss_metrics, model_moe_shape
 from nemo_recipes.training.step import StepResult, run_step
@@ -86,12 +87,18 @@ def rollout_samples(
 
 
 def mini_batches(
-    samples: list[RolloutSample], grpo: GRPOConfig, pad_token_id: int, dp_rank: int, dp_size: int
+    samples: list[RolloutSample],
+    grpo: GRPOConfig,
+    pad_token_id: int,
+    dp_rank: int,
+    dp_size: int,
+    row_multiple: int = 1,
 ) -> list[list[RLBatch]]:
     """This rank's packed micro-batches of each mini-batch (the mini-batches split the groups in order;
     rows of at most `grpo.token_budget` tokens, all of that length under pipeline parallelism; under
     expert parallelism too, and as many on every data-parallel rank: megatron-core's all-gather token
-    dispatcher, the CPU one, gathers equal row lengths over the expert-parallel group)."""
+    dispatcher, the CPU one, gathers equal row lengths over the expert-parallel group). Every row's
+    length is a multiple of `row_multiple` (`sequence_parallel_multiple`)."""
     per_mini = len(samples) // grpo.mini_batches_per_step
     expert_parallel = parallel_state.get_expert_model_parallel_world_size() > 1
     fixed = parallel_state.get_pipeline_model_parallel_world_size() > 1 or expert_parallel
@@ -104,6 +111,7 @@ def mini_batches(
             dp_size,
             fixed,
             same_count=expert_parallel,
+            row_multiple=row_multiple,
         )
         for m in range(grpo.mini_batches_per_step)
     ]
@@ -183,7 +191,7 @@ def train_on_groups(
         any(s.in_loss for s in samples[m * per_mini : (m + 1) * per_mini])
         for m in range(grpo.mini_batches_per_step)
     ]
-    batches = mini_batches(samples, grpo, pad_token_id, dp_rank, dp_size)
+    batches = mini_batches(samples, grpo, pad_token_id, dp_rank, dp_size, sequence_parallel_multiple(model))
     return train_on_batches(model, optimizer, scheduler, batches, grpo, reference, learns, replay)
 
 

@@ -18,7 +18,7 @@ def build_reference(model_cfg: ModelConfig, parallel_cfg: ParallelConfig, init_f
 
     Sharded like the policy, so its logprobs come through the same pipeline schedule.
     """
-    impl = resolve_transformer_impl(model_cfg, parallel_cfg)
+    impl = resolve_transformer_impl(model_cfg)
     cfg, arch = transformer_config(model_cfg.hf_config_dict(), model_cfg, parallel_cfg, impl)
     chunks = [Float16Module(cfg, c) if cfg.bf16 else c for c in build_gpt_chunks(cfg, arch, impl)]
     initialize_from(init_from, chunks, model_cfg.hf_import_cache)

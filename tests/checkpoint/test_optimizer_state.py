@@ -10,14 +10,11 @@ that these tests catch each problem the module fixes.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, cli_env
+from tests.conftest import run_torchrun
 
 pytestmark = pytest.mark.parallel
 
@@ -35,21 +32,7 @@ SAME_LAYOUT = [
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work_dir = tmp_path_factory.mktemp("optimizer_state")
-    with socket.socket() as sock:  # torchrun --standalone spends ~40 s on rendezvous here
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    cmd += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
-    proc = subprocess.run(
-        [*cmd, str(WORKER), str(work_dir)],
-        cwd=REPO,
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"resume worker exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    run_torchrun([str(WORKER), str(work_dir)], timeout=600)
     return json.loads((work_dir / "results.json").read_text())
 
 

@@ -17,8 +17,9 @@ def cfg(*sets: str) -> RunConfig:
 
 
 def test_auto_resolves_to_the_local_spec_on_cpu() -> None:
-    for c in (cfg(), cfg("parallel.context_parallel_size=2")):  # its attention does context parallelism
-        assert resolve_transformer_impl(c.model, c.parallel) == "local"
+    # its attention does context parallelism, its norms sequence parallelism
+    for c in (cfg(), cfg("parallel.context_parallel_size=2"), cfg("parallel.sequence_parallel=true")):
+        assert resolve_transformer_impl(c.model) == "local"
 
 
 @pytest.mark.parametrize(
@@ -26,13 +27,12 @@ def test_auto_resolves_to_the_local_spec_on_cpu() -> None:
     [
         (["model.transformer_impl=transformer_engine"], "Transformer Engine with CUDA is not available"),
         (["model.fp8=hybrid"], "model.fp8: needs Transformer Engine"),
-        (["parallel.sequence_parallel=true"], "parallel.sequence_parallel: needs Transformer Engine"),
     ],
 )
 def test_te_only_options_fail_clearly(sets: list[str], named: str) -> None:
     c = cfg(*sets)
     with pytest.raises(ConfigError, match=named):
-        resolve_transformer_impl(c.model, c.parallel)
+        resolve_transformer_impl(c.model)
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -41,7 +39,7 @@ from nemo_recipes.model.packed_attention import (
     packed_position_ids,
     packed_seq_params,
 )
-from tests.conftest import REPO, cli_env
+from tests.conftest import run_torchrun
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the local spec on a CPU-only torch")
 
@@ -274,17 +272,7 @@ def test_unpacked_batches_match_the_stock_local_spec(one_process) -> None:
 def torchrun_worker(tmp_path: Path, layout: str) -> dict[str, float]:
     """Run this file's `layout` worker on 2 gloo ranks; its JSON result."""
     out = tmp_path / f"{layout}.json"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
-    cmd += ["--master-addr", "127.0.0.1", "--master-port", str(port)]
-    cmd += ["-m", "tests.model.test_packed_attention", str(out), layout]
-    proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(
-            f"{layout} worker exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-        )
+    run_torchrun(["-m", "tests.model.test_packed_attention", str(out), layout])
     return json.loads(out.read_text())
 
 

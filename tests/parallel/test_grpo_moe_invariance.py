@@ -1,12 +1,11 @@
 """Expert parallelism must not change the GRPO math of a mixture-of-experts policy: from the same weights
 and seeds, the first step (same rollouts, the engine's routing replayed, two mini-batch updates) logs
 the single-process run's loss terms and gradient norm within 1e-5 at EP2 and at PP2 (two ranks each;
-under PP every stage's routers take their layers of the replayed routing). Under expert
+under PP every stage's routers take their layers of the replayed routing) and at EP2 x TP2 with
+sequence parallelism (four ranks; each TP rank routes and replays its slice of the row). Under expert
 parallelism every rank's rows are padded to the token budget and as many (megatron-core's all-gather
 dispatcher gathers equal rows over the expert-parallel group), so this also checks that the padding
-changes nothing. EP2 x TP2 cannot run on CPU: megatron-core trains MoE layers under tensor parallelism
-only with sequence parallelism, which needs Transformer Engine; the launch check says so (tested in
-tests/test_config.py), and the layout is left to a GPU run."""
+changes nothing."""
 
 from __future__ import annotations
 
@@ -53,10 +52,20 @@ def reference(tmp_path_factory: pytest.TempPathFactory, moe_init: Path) -> dict[
 LAYOUTS = {
     "ep2": (2, ["parallel.expert_model_parallel_size=2"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),  # each stage replays its own layers
+    # megatron-core trains MoE layers under TP only with sequence parallelism: each TP rank routes (and
+    # replays) its slice of the row
+    "ep2_tp2": (
+        4,
+        [
+            "parallel.expert_model_parallel_size=2",
+            "parallel.tensor_model_parallel_size=2",
+            "parallel.sequence_parallel=true",
+        ],
+    ),
 }
 
 
-@pytest.mark.slow  # EP1 then EP2 (an engine per rank): 150-270 s on two shared cores
+@pytest.mark.slow  # EP1 then a layout (an engine per rank): 150-270 s on two shared cores (EP2 x TP2 147 s)
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 def test_first_moe_step_matches_one_rank(
     layout: str, reference: dict[str, float], moe_init: Path, tmp_path: Path

@@ -1,6 +1,6 @@
-"""TP / PP / DP (distributed optimizer) / virtual PP / CP must not change the math: per-step SFT losses
-match the single-process run within 1e-5 (fp32) over 6 optimizer steps, from the same weights; at CP2
-the gradient norms too."""
+"""TP (with and without sequence parallelism) / PP / DP (distributed optimizer) / virtual PP / CP must
+not change the math: per-step SFT losses match the single-process run within 1e-5 (fp32) over 6
+optimizer steps, from the same weights; at CP2 the gradient norms too."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, init_ckpt: Path) -> list
 
 LAYOUTS = {
     "tp2": (2, ["parallel.tensor_model_parallel_size=2"]),
+    "tp2_sp": (2, ["parallel.tensor_model_parallel_size=2", "parallel.sequence_parallel=true"]),
     "pp2": (2, ["parallel.pipeline_model_parallel_size=2"]),
     "dp2_distopt": (2, ["parallel.use_distributed_optimizer=true"]),
     "dp2_distopt_overlap": (
@@ -75,7 +76,7 @@ LAYOUTS = {
 }
 
 
-COVERED = {"pp2", "dp2_distopt", "tp2_cp2"}
+COVERED = {"pp2", "dp2_distopt", "tp2_cp2", "tp2_sp"}
 """Slow: each is part of a layout CI runs (tp2_pp2 and pp2_vp2 pipeline; dp2_distopt_overlap shards the
 optimizer; tp2 and cp2), which keeps the default run under its time budget."""
 

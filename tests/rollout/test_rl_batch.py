@@ -47,6 +47,21 @@ def test_a_fixed_row_length_pads_with_a_document_of_its_own() -> None:
         collate_rollouts(samples(), pad_token_id=PAD, row_length=9)
 
 
+def test_sequence_parallel_rows_are_padded_to_a_multiple() -> None:
+    batch = collate_rollouts(samples(), pad_token_id=PAD, row_multiple=4)  # 10 tokens -> 12
+    assert batch.tokens.shape == (1, 12) and batch.document_lengths == [5, 5, 2]
+    assert batch.tokens.tolist()[0][-2:] == [PAD, PAD] and batch.real_tokens == 10
+    assert batch.response_mask.sum() == 6  # the padding is in no loss
+    assert collate_rollouts(samples(), pad_token_id=PAD, row_multiple=5).document_lengths == [5, 5]
+    with pytest.raises(ValueError, match="row_length 13 is not a multiple of row_multiple 2"):
+        collate_rollouts(samples(), pad_token_id=PAD, row_length=13, row_multiple=2)
+    many = [RolloutSample([1] * 3, [2] * n, [-0.1] * n, advantage=0.0, task=str(n)) for n in (4, 6, 10)]
+    rows = micro_batches(many, 15, PAD, 0, 1, row_multiple=4)  # one row each: 7, 9, 13 tokens
+    assert sorted(b.tokens.shape[1] for b in rows) == [8, 12, 16]
+    fixed = micro_batches(many, 15, PAD, 0, 1, fixed_row_length=True, row_multiple=4)
+    assert {b.tokens.shape[1] for b in fixed} == {16}  # the budget 15 rounded up
+
+
 def test_micro_batches_bin_by_tokens_and_balance_ranks() -> None:
     many = [
         RolloutSample([1] * p, [2] * r, [-0.1] * r, advantage=0.0, task=str(i))
