@@ -40,6 +40,7 @@ from nemo_recipes.model.packed_attention import (
     packed_seq_params,
 )
 from tests.conftest import run_torchrun
+from tests.worker_results import write_worst
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the local spec on a CPU-only torch")
 
@@ -291,10 +292,7 @@ def tp2_worker(out: Path) -> None:
         model, tc, arch = build_model(cfg.model, cfg.parallel)
         assert tc.tensor_model_parallel_size == 2
         diffs = packed_vs_separate(model[0], arch.vocab_size, LENGTHS)
-        worst = torch.tensor([diffs[k] for k in sorted(diffs)], dtype=torch.float64)
-        dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-        if dist.get_rank() == 0:
-            out.write_text(json.dumps(dict(zip(sorted(diffs), worst.tolist(), strict=True))))
+        write_worst(diffs, out)
     finally:
         shutdown()
 

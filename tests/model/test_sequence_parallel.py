@@ -23,7 +23,6 @@ from nemo_recipes.parallel.distributed import init_distributed, seed_all, shutdo
 
 import pytest
 import torch
-import torch.distributed as dist
 from megatron.core.distributed import finalize_model_grads
 
 from nemo_recipes.config import RunConfig
@@ -33,6 +32,7 @@ from nemo_recipes.model.build import build_model
 from nemo_recipes.model.packed_attention import packed_position_ids, packed_seq_params
 from nemo_recipes.model.sequence_parallel_norm import SequenceParallelRMSNorm
 from tests.conftest import run_torchrun
+from tests.worker_results import write_worst
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="the local spec on a CPU-only torch")
 
@@ -122,10 +122,7 @@ def sp_worker(out: Path) -> None:
                 (partial[n] - sp_partial[n]).abs().max().item() for n in residual_norms
             ),
         }
-        worst = torch.tensor([diffs[k] for k in sorted(diffs)], dtype=torch.float64)
-        dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-        if dist.get_rank() == 0:
-            out.write_text(json.dumps(dict(zip(sorted(diffs), worst.tolist(), strict=True))))
+        write_worst(diffs, out)
     finally:
         shutdown()
 
