@@ -237,8 +237,7 @@ def test_routing_replay_rules() -> None:
 
 
 def test_asynchronous_settings_need_the_separate_placement() -> None:
-    """grpo.max_off_policy_steps, rollout_engines and rollout_port belong to placement: separate; LoRA
-    is refused there (its adapters would not reach the rollout process)."""
+    """grpo.max_off_policy_steps, rollout_engines and rollout_port belong to placement: separate."""
     for setting in ("grpo.max_off_policy_steps=1", "grpo.rollout_engines=2", "grpo.rollout_port=29700"):
         with pytest.raises(
             ConfigError, match=rf"{setting.split('=')[0].removeprefix('grpo.')} need placement: separate"
@@ -247,9 +246,6 @@ def test_asynchronous_settings_need_the_separate_placement() -> None:
         load_config(RunConfig, None, [setting, "grpo.placement=separate"])
     with pytest.raises(ConfigError, match="max_off_policy_steps"):
         load_config(RunConfig, None, ["grpo.placement=separate", "grpo.max_off_policy_steps=-1"])
-    lora = ["grpo.placement=separate", "model.lora.rank=8", "model.init_from=/x"]
-    with pytest.raises(ConfigError, match=r"model\.lora with grpo\.placement: separate is not supported"):
-        check_launch(load_config(RunConfig, None, lora), 1, "grpo")
 
 
 def test_moe_paper_recipe_fits_eight_h200_nodes() -> None:

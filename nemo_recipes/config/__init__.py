@@ -250,11 +250,6 @@ def check_launch(cfg: RunConfig, world_size: int, stage: Literal["sft", "grpo"] 
             f"model.lora.rank {lora.rank} must be divisible by parallel.tensor_model_parallel_size "
             f"{par.tensor_model_parallel_size} (A of a column-parallel layer is split along the rank)"
         )
-    if stage == "grpo" and lora is not None and cfg.grpo.placement == "separate":
-        raise ConfigError(
-            "model.lora with grpo.placement: separate is not supported yet: the rollout process is sent "
-            "full weights, not adapters (use placement: colocated with LoRA)"
-        )
     if stage == "grpo" and cfg.grpo.loss.kl_coef > 0 and cfg.model.init_from is None:
         raise ConfigError(
             f"grpo.loss.kl_coef {cfg.grpo.loss.kl_coef} needs a reference model: set model.init_from "

@@ -20,6 +20,7 @@ the others receive each step's groups from it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pickle
 import socket
@@ -33,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from conversion.lora import iter_peft_tensors
 from conversion.weights import iter_hf_weights
 from nemo_recipes import preemption
 from nemo_recipes.config import RunConfig
@@ -104,6 +106,8 @@ class RemoteRollouts:
         Global rank 0 connects; with `grpo.rollout_port` null it first starts the process itself."""
         grpo = cfg.grpo
         self._k, self._steps, self._start = grpo.max_off_policy_steps, grpo.train_steps, start_step
+        self._lora = cfg.model.lora is not None
+        self._base_sent = False  # with model.lora: the frozen base goes with the first version only
         self._first_step = start_step + len(pending)  # the rollout process's first (the ones before: in hand)
         self._inbox = {p.step: p for p in pending}
         self._arrived = threading.Condition()
@@ -157,11 +161,17 @@ class RemoteRollouts:
     def publish(self, model_chunks: list, model_type: str, version: int) -> float:
         """Send the policy's weights as `version` when a later step needs it; returns seconds (the
         gathers are collective over the model, as a refit's; rank 0 streams each tensor as it comes to
-        the rollout process's receiver, which takes it while generation goes on)."""
+        the rollout process's receiver, which takes it while generation goes on). With model.lora a
+        version is the adapters' PEFT tensors, after the frozen base's HF tensors in the first one."""
         if not version_needed(version, self._k, self._steps, self._start, self._first_step):
             return 0.0
         start = time.perf_counter()
-        weights = iter_hf_weights(model_chunks, model_type, with_tied_lm_head=True)
+        weights = iter(())
+        if not (self._lora and self._base_sent):
+            weights = iter_hf_weights(model_chunks, model_type, with_tied_lm_head=True)
+            self._base_sent = True
+        if self._lora:
+            weights = itertools.chain(weights, iter_peft_tensors(model_chunks))
         if self._channel is not None:
             send_object(self._channel.weights, {"kind": "weights", "version": version}, ROLLOUT)
             send_tensors(self._channel.weights, weights, ROLLOUT)

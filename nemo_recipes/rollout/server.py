@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from conversion.lora import PEFT_PREFIX, write_peft_adapter
 from nemo_recipes.config import RunConfig
 from nemo_recipes.config.loader import ConfigError, config_hash
 from nemo_recipes.data.rl_prompts import rl_prompt_stream
@@ -126,7 +127,7 @@ def serve(cfg: RunConfig, address: str, cpus: str | None = None) -> None:
             start = time.perf_counter()
             tensors = staged.take(version)
             loading = time.perf_counter()
-            _load(engines, tensors)
+            _load(cfg, engines, tensors)
             timings["engine_wait_seconds"] = loading - start
             timings["engine_pause_seconds"] = time.perf_counter() - loading
             loaded = version
@@ -156,10 +157,25 @@ def _start_engine(cfg: RunConfig, index: int, cpus: str | None) -> VLLMEngine:
     return VLLMEngine.start(cfg, cfg.run_dir / "engine" / f"rollout-{index}", beside_trainer=False)
 
 
-def _load(engines: Sequence[VLLMEngine], tensors: list[tuple[str, torch.Tensor]]) -> None:
-    """Refit every engine with the staged tensors (all at once)."""
+def _load(cfg: RunConfig, engines: Sequence[VLLMEngine], tensors: list[tuple[str, torch.Tensor]]) -> None:
+    """Refit every engine with a staged version (all at once): its HF tensors into the weights, its PEFT
+    adapter tensors (model.lora) as the policy's adapter, written once as a PEFT directory."""
+    adapter = [(name, t) for name, t in tensors if name.startswith(PEFT_PREFIX)]
+    weights = [(name, t) for name, t in tensors if not name.startswith(PEFT_PREFIX)]
+    adapter_dir = cfg.run_dir / "engine" / "rollout-adapter"
+    if adapter:
+        write_peft_adapter(
+            adapter_dir, iter(adapter), cfg.model.lora, "policy-base", getattr(torch, cfg.model.dtype)
+        )
+
+    def load(engine: VLLMEngine) -> None:
+        if weights:
+            engine.refit(weights)
+        if adapter:
+            engine.refit_adapter(adapter_dir)
+
     with ThreadPoolExecutor(len(engines)) as pool:
-        list(pool.map(lambda engine: engine.refit(tensors), engines))
+        list(pool.map(load, engines))
 
 
 def _receive_versions(channel: Channel, staged: StagedVersions, generating: threading.Event) -> None:
