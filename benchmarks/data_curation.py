@@ -62,7 +62,7 @@ from data_prep.steps.near_dedup import NearDedup, NearDedupConfig
 from data_prep.steps.pack import indexed_dataset
 from data_prep.text_keys import jaccard, shingles, tokens
 from tests.data_prep.corpus import en_sentences, low_quality_posts, near_copy, news_sentences, zh_reviews
-from tests.data_prep.helpers import make_recipe, write_jsonl
+from tests.data_prep.recipe_files import make_recipe, write_jsonl
 
 EVAL = "nemo_recipes/assets/data/sns_demo/test.jsonl"
 SIMILAR = 0.7

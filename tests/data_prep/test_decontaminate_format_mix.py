@@ -18,7 +18,7 @@ from data_prep.text_keys import match_key
 from nemo_recipes.records.task import TaskRecord
 from tests.conftest import REPO
 from tests.data_prep.corpus import en_sentences, zh_reviews
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl
 
 EVAL = REPO / "nemo_recipes/assets/data/sns_demo/test.jsonl"
 

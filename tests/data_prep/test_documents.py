@@ -8,7 +8,7 @@ import pytest
 
 from data_prep.documents import read_input_file, render_output
 from nemo_recipes.records.chat import RecordValidationError
-from tests.data_prep.helpers import write_jsonl
+from tests.data_prep.recipe_files import write_jsonl
 
 ROWS = [
     {"id": "p1", "text": "今天的奶茶也太好喝了吧🧋", "likes": 3},

@@ -13,7 +13,7 @@ from data_prep.report import StepStats
 from data_prep.runner import run_recipe
 from data_prep.steps.dsir import Dsir, DsirConfig, SelectionTooLargeError, hashed_ngrams
 from tests.data_prep.corpus import news_sentences, zh_reviews
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl
 
 
 @pytest.fixture(scope="module")

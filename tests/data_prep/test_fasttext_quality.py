@@ -15,7 +15,7 @@ from data_prep.runner import run_recipe
 from data_prep.steps.fasttext_quality import FasttextQuality, FasttextQualityConfig, classifier_line
 from nemo_recipes.records.chat import RecordValidationError
 from tests.data_prep.corpus import en_sentences, low_quality_posts, zh_reviews
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl
 
 
 def _real_posts(seed):

@@ -21,7 +21,7 @@ from data_prep.runner import run_recipe
 from data_prep.steps.pack import indexed_dataset
 from nemo_recipes.config.assets import resolve_asset
 from tests.data_prep.corpus import en_sentences, zh_reviews
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from data_prep.runner import RecipeMismatchError, run_recipe
 from data_prep.steps.normalize import Normalize
 from tests.conftest import run_cli
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl, write_recipe
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl, write_recipe
 
 UNIQUE = [
     "刚下班，地铁上人挤人，回家第一件事就是躺平。",

@@ -17,7 +17,7 @@ from nemo_recipes.records.chat import ChatRecord
 from nemo_recipes.records.task import TaskRecord
 from nemo_recipes.tasks import load_task_table
 from tests.conftest import REPO, run_cli
-from tests.data_prep.helpers import make_recipe, read_output, write_jsonl, write_recipe
+from tests.data_prep.recipe_files import make_recipe, read_output, write_jsonl, write_recipe
 
 TRAIN = REPO / "nemo_recipes/assets/data/sns_demo/train.jsonl"
 TABLE = load_task_table("sns_demo")

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from nemo_recipes.tasks import TaskSpec, TaskTable, score
-from tests.tasks.helpers import reward, spec
+from tests.tasks.reward_calls import reward, spec
 
 TRANSLATION = {
     "kind": "composite",
@@ -51,7 +51,7 @@ def test_equivalence_threshold_for_continuous_rewards() -> None:
     table = TaskTable(
         {"trans": TaskSpec(capability="translation", reward=spec(TRANSLATION), equivalent_at=0.6)}
     )
-    from tests.tasks.helpers import record
+    from tests.tasks.reward_calls import record
 
     close = score(table, "trans", "我最喜欢的是熊猫。", record("我最喜欢的是企鹅。", task="trans"))
     exact = score(table, "trans", "我最喜欢的是企鹅。", record("我最喜欢的是企鹅。", task="trans"))

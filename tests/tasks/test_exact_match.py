@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from nemo_recipes.tasks.rewards import check_reward_record
-from tests.tasks.helpers import record, reward, spec
+from tests.tasks.reward_calls import record, reward, spec
 
 LABELS = {
     "kind": "exact_match",

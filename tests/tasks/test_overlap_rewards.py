@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nemo_recipes.tasks.rewards.rouge_l import lcs_length
-from tests.tasks.helpers import reward
+from tests.tasks.reward_calls import reward
 
 HASHTAGS = {"kind": "set_f1", "item_pattern": "#[^\\s#,，、;；]+"}
 NER = {

@@ -7,7 +7,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from nemo_recipes.tasks.constraints import Constraint
 from nemo_recipes.tasks.rewards import check_reward_record
-from tests.tasks.helpers import record, reward, spec
+from tests.tasks.reward_calls import record, reward, spec
 
 CONSTRAINT = TypeAdapter(Constraint)
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from nemo_recipes.tasks.sandbox import SandboxConfig, network_namespace_command, run_python
-from tests.tasks.helpers import reward
+from tests.tasks.reward_calls import reward
 
 # Generous wall time: the 2-core CI machine may be busy; CPU and memory limits do the real work.
 CONFIG = SandboxConfig(wall_time_s=60, cpu_time_s=3, memory_mb=256)

@@ -6,7 +6,7 @@ import pytest
 
 from nemo_recipes.tasks.rewards.bleu import BleuParams, bleu_from_stats, corpus_bleu, corpus_bleu_stats
 from nemo_recipes.tasks.rewards.chrf import ChrfParams, chrf_from_stats, corpus_chrf, corpus_chrf_stats
-from tests.tasks.helpers import reward
+from tests.tasks.reward_calls import reward
 
 ZH_BLEU = {"kind": "bleu", "tokenize": "zh"}
 EN_BLEU = {"kind": "bleu", "tokenize": "13a"}

@@ -1,4 +1,4 @@
-"""Small builders shared by the task tests."""
+"""Task records, reward specs and reward calls built for the task tests."""
 
 from __future__ import annotations
 
