@@ -72,3 +72,8 @@ def split_to_count(bins: list[list[int]], count: int) -> list[list[int]]:
         half = len(members) // 2
         bins[widest : widest + 1] = [members[:half], members[half:]]
     return bins
+
+
+def round_up(n: int, multiple: int) -> int:
+    """The smallest multiple of `multiple` that is at least `n` (a row or document padded to it)."""
+    return -(-n // multiple) * multiple

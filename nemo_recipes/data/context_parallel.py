@@ -17,11 +17,13 @@ from collections.abc import Sequence
 
 import torch
 
+from nemo_recipes.data.bin_packing import round_up
+
 
 def padded_lengths(lengths: Sequence[int], cp_size: int) -> list[int]:
     """Each document's length rounded up to a multiple of 2 x cp_size (unchanged at cp_size 1)."""
     unit = 2 * cp_size if cp_size > 1 else 1
-    return [-(-int(n) // unit) * unit for n in lengths]
+    return [round_up(int(n), unit) for n in lengths]
 
 
 def shard_index(lengths: Sequence[int], cp_size: int, cp_rank: int) -> torch.Tensor:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nemo_recipes.data.bin_packing import balanced_shares, first_fit_decreasing, split_to_count
+from nemo_recipes.data.bin_packing import balanced_shares, first_fit_decreasing, round_up, split_to_count
 
 
 @dataclass(frozen=True)
@@ -214,8 +214,3 @@ def micro_batches(
         collate_rollouts([samples[share[j]] for j in members], pad_token_id, row_length, row_multiple)
         for members in bins
     ]
-
-
-def round_up(n: int, multiple: int) -> int:
-    """The smallest multiple of `multiple` that is at least `n`."""
-    return -(-n // multiple) * multiple
