@@ -1,9 +1,10 @@
 """Resumable generation for evaluation: greedy (or seeded) vLLM responses appended to a JSONL file.
 
-`predictions.jsonl` holds one line per finished item (`key`, `task`, `id`, `response`), appended and
-flushed batch by batch; a rerun reads it, drops a torn last line (a kill mid-write), and generates
-only the missing items. Each item's sampling seed depends on its key alone, so a resumed run and an
-uninterrupted one produce the same responses.
+`predictions.jsonl` holds one line per finished item (`key`, `task`, `id`, `response`; with k > 1
+responses per item, `responses` holds all k and `response` the first), appended and flushed batch by
+batch; a rerun reads it, drops a torn last line (a kill mid-write), and generates only the missing
+items. Each item's sampling seed depends on its key alone, so a resumed run and an uninterrupted one
+produce the same responses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from nemo_recipes import preemption
 from nemo_recipes.config.generation import GenerationConfig
+from nemo_recipes.config.loader import ConfigError
 from nemo_recipes.data.rl_prompts import Prompt
 from nemo_recipes.rollout.engine import RolloutEngine
 from nemo_recipes.rollout.generate import generate
@@ -38,20 +40,27 @@ def check_unique(prompts: Sequence[Prompt]) -> None:
         seen[key] = p.where
 
 
-def read_predictions(path: Path) -> dict[str, str]:
-    """Finished responses by key; a torn last line (killed mid-write) is cut off the file."""
+def read_predictions(path: Path, per_item: int = 1) -> dict[str, list[str]]:
+    """Finished responses by key (`per_item` each); a torn last line (killed mid-write) is cut off the
+    file. Lines with another number of responses (written under another k) are an error."""
     if not path.exists():
         return {}
     done, good_bytes = {}, 0
     with path.open("rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, start=1):
             try:
                 row = json.loads(raw)
             except json.JSONDecodeError:
                 if raw.endswith(b"\n"):
                     raise ValueError(f"{path}: a corrupt line in the middle of the file") from None
                 break
-            done[row["key"]] = row["response"]
+            responses = row.get("responses", [row["response"]])
+            if len(responses) != per_item:
+                raise ConfigError(
+                    f"{path}:{number}: {len(responses)} responses for {row['key']}, but "
+                    f"eval.generation.num_generations_per_prompt is {per_item}: choose another --out"
+                )
+            done[row["key"]] = responses
             good_bytes += len(raw)
     if good_bytes != path.stat().st_size:
         with path.open("r+b") as f:
@@ -68,14 +77,15 @@ def predict(
     batch_size: int,
     seed: int,
     progress: bool = True,
-) -> dict[str, str]:
-    """Responses for every prompt (key -> text), generating only those not already in `out`.
+) -> dict[str, list[str]]:
+    """Responses for every prompt (key -> its `generation.num_generations_per_prompt` texts),
+    generating only those not already in `out`.
 
     A stop signal (when the caller installed the handlers) ends it after the current batch is saved:
     `preemption.Stopped`.
     """
     check_unique(prompts)
-    done = read_predictions(out)
+    done = read_predictions(out, generation.num_generations_per_prompt)
     todo = [p for p in prompts if item_key(p) not in done]
     bar = tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc="eval", disable=not progress)
     with out.open("a", encoding="utf-8") as f:
@@ -86,9 +96,11 @@ def predict(
             for key, generated in zip(
                 keys, generate(engine, batch, keys, generation, tokenizer, seed), strict=True
             ):
-                prompt, text = generated.prompt, generated.texts[0]
-                done[key] = text
-                row = {"key": key, "task": prompt.record.task, "id": prompt.record.id, "response": text}
+                prompt, texts = generated.prompt, generated.texts
+                done[key] = texts
+                row = {"key": key, "task": prompt.record.task, "id": prompt.record.id, "response": texts[0]}
+                if len(texts) > 1:
+                    row["responses"] = texts
                 lines.append(json.dumps(row, ensure_ascii=False) + "\n")
             f.write("".join(lines))
             f.flush()

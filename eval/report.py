@@ -66,12 +66,26 @@ def _cells(reports: Sequence[dict], suite: str, score, interval) -> list[str]:
     return cells
 
 
+def decoding(report: dict) -> str:
+    """How a report's responses were decoded: `greedy`, or `avg@k, temperature t` (each item's value
+    the mean over k sampled responses); `unknown` for a report without its config."""
+    generation = report.get("config", {}).get("eval", {}).get("generation")
+    if generation is None:
+        return "unknown"
+    k, temperature = generation["num_generations_per_prompt"], generation["temperature"]
+    return "greedy" if temperature == 0 else f"avg@{k}, temperature {temperature:g}"
+
+
 def markdown(reports: Sequence[dict], compared: Sequence[Compared] | None = None) -> str:
     """Suite scores, then per suite every task's score, one column per report (`score [lo, hi]` where
     the report has intervals); with several reports, their differences (`compared_pairs`)."""
     labels = [r["label"] for r in reports]
     head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-    lines = ["# Evaluation", "", "## Suites (0-100)", "", head.rstrip("\n")]
+    decodings = {r["label"]: decoding(r) for r in reports}
+    said = "; ".join(f"{label}: {how}" for label, how in decodings.items())
+    if len(set(decodings.values())) > 1:
+        said += " (**decoded differently**: a difference mixes the model and the decoding)"
+    lines = ["# Evaluation", "", f"Decoding: {said}.", "", "## Suites (0-100)", "", head.rstrip("\n")]
     for suite in SUITES:
         row = _cells(reports, suite, lambda s: s.get("score"), lambda s: s.get("interval"))
         lines.append(f"| {SUITE_TITLES[suite]} | " + " | ".join(row) + " |")

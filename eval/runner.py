@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from eval.intervals import add_intervals
 from eval.model_source import context_budget, hf_model_dir, stated_model_sources
-from eval.predict import item_key, predict
+from eval.predict import item_key, predict, read_predictions
 from eval.report import write_report
 from eval.scoring import Item, score_suites, suite_of
 from nemo_recipes.checkpoint.files import check_model_source
@@ -100,6 +100,8 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
     ev, generation = cfg.eval, cfg.eval.generation
     checked = check_eval_input(model, cfg)
     table = checked.table
+    predictions = out / "predictions.jsonl"
+    read_predictions(predictions, generation.num_generations_per_prompt)  # saved under another k: refused
     claim_out_dir(out, model)  # the input is checked: only now is anything written
     hf_dir = hf_model_dir(model, out, *stated_model_sources(cfg.model))
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
@@ -114,14 +116,14 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
                 tokenizer,
                 prompts,
                 generation,
-                out / "predictions.jsonl",
+                predictions,
                 ev.batch_size,
                 cfg.seed,
                 progress,
             )
         finally:
             engine.shutdown()
-    items = [Item(p.record, responses[item_key(p)]) for p in prompts]
+    items = [Item(p.record, tuple(responses[item_key(p)])) for p in prompts]
     suites = score_suites(table, items, ev.suites)
     if checked.lm_eval:  # after the engine is gone: lm-eval loads the model itself (HF backend)
         from eval.lm_eval_suite import run_lm_eval

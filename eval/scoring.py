@@ -10,6 +10,9 @@ Suites are decided by a task's `capability` in the task table: `translation` -> 
   task's `bleu` and `chrf` metrics (tokenizer: `zh` for Chinese targets); the suite score is the
   mean of the four numbers zh->en BLEU, zh->en chrF++, en->zh BLEU, en->zh chrF++ (the paper's
   SNS-TransBench average; None when a direction has no items).
+- An item with k responses (avg@k, `eval.generation.num_generations_per_prompt`): its metric values
+  are the means over its responses; a translation direction's corpus holds every response (each
+  against its item's reference), and an item's `segment_stats` are the sums over its responses.
 
 Every task also keeps its items' headline values (`item_scores`, record id -> 0-100) and every
 translation direction its sentences' corpus BLEU / chrF++ sufficient statistics (`segment_stats`,
@@ -35,10 +38,14 @@ DIRECTIONS = ("zh-en", "en-zh")
 
 @dataclass(frozen=True)
 class Item:
-    """One evaluation item with the model's response."""
+    """One evaluation item with the model's responses (one, or k for avg@k)."""
 
     record: TaskRecord
-    response: str
+    responses: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.responses:
+            raise ValueError(f"evaluation item {self.record.id!r} (task {self.record.task}) has no response")
 
 
 def suite_of(table: TaskTable, task: str) -> str:
@@ -56,8 +63,10 @@ def task_scores(table: TaskTable, items: Sequence[Item]) -> dict[str, dict]:
     by_task: dict[str, list[dict[str, float]]] = defaultdict(list)
     ids: dict[str, list[str]] = defaultdict(list)
     for item in items:
-        results = evaluate(table, item.record.task, item.response, item.record)
-        by_task[item.record.task].append({name: r.score for name, r in results.items()})
+        per_response = [evaluate(table, item.record.task, r, item.record) for r in item.responses]
+        by_task[item.record.task].append(
+            {name: _mean([results[name].score for results in per_response]) for name in per_response[0]}
+        )
         ids[item.record.task].append(item.record.id)
     out = {}
     for task, rows in sorted(by_task.items()):
@@ -115,11 +124,11 @@ def translation_suite(table: TaskTable, items: Sequence[Item]) -> dict:
     for direction, members in sorted(by_direction.items()):
         tasks = {i.record.task for i in members}
         bleu, chrf = _corpus_metric(table, tasks, "bleu"), _corpus_metric(table, tasks, "chrf")
-        refs = [i.record.answer_text for i in members]
+        refs = [i.record.answer_text for i in members for _ in i.responses]
         bleu_hyps, chrf_hyps = _hypotheses(members, bleu), _hypotheses(members, chrf)
         keys = [f"{i.record.task}/{i.record.id}" for i in members]
-        bleu_stats = corpus_bleu_stats(bleu_hyps, refs, bleu)
-        chrf_stats = corpus_chrf_stats(chrf_hyps, refs, chrf)
+        bleu_stats = _per_item(corpus_bleu_stats(bleu_hyps, refs, bleu), members)
+        chrf_stats = _per_item(corpus_chrf_stats(chrf_hyps, refs, chrf), members)
         directions[direction] = {
             "bleu": 100.0 * corpus_bleu(bleu_hyps, refs, bleu),
             "chrf++": 100.0 * corpus_chrf(chrf_hyps, refs, chrf),
@@ -141,8 +150,19 @@ def translation_suite(table: TaskTable, items: Sequence[Item]) -> dict:
 
 
 def _hypotheses(items: Sequence[Item], params) -> list[str]:
-    """Each response as the metric reads it (its extraction rule); an empty extraction scores as ''."""
-    return [extract_answer(i.response, params.extract) or "" for i in items]
+    """Every response of every item, in order, as the metric reads it (its extraction rule); an empty
+    extraction scores as ''."""
+    return [extract_answer(r, params.extract) or "" for i in items for r in i.responses]
+
+
+def _per_item(stats: Sequence[list[int]], items: Sequence[Item]) -> list[list[int]]:
+    """Per-response sufficient statistics (in `_hypotheses` order) summed over each item's responses."""
+    out, start = [], 0
+    for item in items:
+        rows = stats[start : start + len(item.responses)]
+        out.append([sum(column) for column in zip(*rows, strict=True)])
+        start += len(item.responses)
+    return out
 
 
 def score_suites(table: TaskTable, items: Sequence[Item], suites: Sequence[str]) -> dict[str, dict]:

@@ -296,8 +296,12 @@ def test_each_use_of_generation_has_its_own_defaults_under_one_name() -> None:
     assert cfg.eval.generation.max_response_tokens == 48
     assert (cfg.grpo.generation.num_generations_per_prompt, cfg.grpo.generation.temperature) == (8, 1.0)
     assert cfg.sft_data.generation.num_generations_per_prompt == 8  # the rehearsal's best-of-n
-    with pytest.raises(ConfigError, match="one response per item"):
+    with pytest.raises(ConfigError, match=r"needs eval\.generation\.temperature above 0"):
         load_config(RunConfig, None, ["eval.generation.num_generations_per_prompt=4"])
+    sampled = load_config(
+        RunConfig, None, ["eval.generation.num_generations_per_prompt=4", "eval.generation.temperature=1.0"]
+    )
+    assert sampled.eval.generation.num_generations_per_prompt == 4  # avg@4
 
 
 def test_engine_defaults_follow_the_device_and_placement() -> None:

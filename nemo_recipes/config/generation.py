@@ -29,7 +29,7 @@ class GenerationConfig(StrictModel):
     max_response_tokens: PositiveInt = 256
     """Most tokens generated per response (a longer response is cut: finish reason `length`)."""
     num_generations_per_prompt: PositiveInt = 8
-    """Responses per prompt: the GRPO group size (at least 2 there), the rehearsal's best-of-n, 1 in eval."""
+    """Responses per prompt: the GRPO group size (at least 2 there), the rehearsal's best-of-n, eval's k."""
     temperature: float = Field(1.0, ge=0.0)
     """The policy is softmax(logits / temperature) in both the engine and the trainer's logprobs
     (GRPO needs it above 0); 0 is greedy decoding."""
@@ -54,19 +54,23 @@ class RehearsalGenerationConfig(GenerationConfig):
 
 
 class EvalGenerationConfig(GenerationConfig):
-    """Evaluation: one greedy response per item."""
+    """Evaluation: one greedy response per item (default), or the mean over k sampled ones (avg@k)."""
 
     max_prompt_tokens: PositiveInt = 1024
     """Longest evaluation prompt (tokens); a longer one is an error naming its record."""
     num_generations_per_prompt: PositiveInt = 1
-    """Evaluation scores one response per item."""
+    """k responses per item: an item's value is the mean of its k responses' metric values (avg@k, the
+    expected score of one response sampled at `temperature`); k > 1 needs a temperature above 0."""
     temperature: float = Field(0.0, ge=0.0)
     """0: greedy decoding."""
 
     @model_validator(mode="after")
-    def _one_response(self) -> EvalGenerationConfig:
-        if self.num_generations_per_prompt != 1:
-            raise ValueError("eval.generation.num_generations_per_prompt must be 1 (one response per item)")
+    def _sampled_when_several(self) -> EvalGenerationConfig:
+        if self.num_generations_per_prompt > 1 and self.temperature == 0:
+            raise ValueError(
+                f"eval.generation.num_generations_per_prompt {self.num_generations_per_prompt} needs "
+                "eval.generation.temperature above 0 (greedy decoding gives the same response k times)"
+            )
         return self
 
 

@@ -41,3 +41,25 @@ def test_skipped_records_are_listed_in_report_md() -> None:
     assert "- m: `/m` (3 items, 1 bad records skipped)" in text
     assert "- data.jsonl:4: task: unknown task 'x'" in text
     assert "skipped" not in markdown([report | {"skipped_records": []}])
+
+
+def test_report_md_says_how_each_report_decoded() -> None:
+    def report(label: str, k: int, temperature: float) -> dict:
+        generation = {"num_generations_per_prompt": k, "temperature": temperature}
+        suites = {"sns": {"score": 50.0, "tasks": {}, "capabilities": {}}}
+        return {
+            "label": label,
+            "model": "/m",
+            "items": 3,
+            "suites": suites,
+            "config": {"eval": {"generation": generation}},
+        }
+
+    greedy, sampled = report("a", 1, 0.0), report("b", 8, 1.0)
+    assert "Decoding: a: greedy." in markdown([greedy])
+    both = markdown([greedy, sampled])
+    assert "Decoding: a: greedy; b: avg@8, temperature 1 (**decoded differently**" in both
+    assert "decoded differently" not in markdown([sampled, report("c", 8, 1.0)])
+    assert "Decoding: m: unknown." in markdown(
+        [{k: v for k, v in greedy.items() if k != "config"} | {"label": "m"}]
+    )

@@ -38,7 +38,7 @@ def item(task: str, answer: str, response: str, n: int, language: str = "zh") ->
     record = TaskRecord(
         id=f"{task}-{n}", task=task, language=language, split="test", question="q", answer=answer
     )
-    return Item(record, response)
+    return Item(record, (response,))
 
 
 def taxonomy(correct: list[bool], task: str = "sns_taxonomy") -> list[Item]:
