@@ -15,11 +15,12 @@ from nemo_recipes.demo import (
     CHAT_DATA,
     RECIPES,
     SHIPPED_BASE,
+    claims_verdict,
     shipped_base,
     weight_digests,
 )
 from nemo_recipes.pipeline.manifest import file_digest
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 
 BASE = resolve_asset(SHIPPED_BASE, "models")
 
@@ -67,3 +68,15 @@ def test_the_base_rebuilds_from_its_recipe(tmp_path: Path) -> None:
     for key in ("recipe", "seed", "train_steps", "data", "tokenizer"):
         assert rebuilt[key] == provenance()[key], key
     assert rebuilt["weights"] == provenance()["weights"]
+
+
+def test_the_verdict_counts_the_claims_and_points_to_the_why() -> None:
+    def claim(name: str, holds: bool | None) -> dict:
+        return {"name": name, "statement": name, "holds": holds, "evidence": "-"}
+
+    some = {"claims": [claim("a", True), claim("b", False), claim("c", None), claim("d", True)]}
+    verdict = claims_verdict(some)
+    assert verdict.startswith("2 of 4 claims hold on this run.")
+    assert 'docs/pipeline.md, "What the demo gives"' in verdict
+    assert "What the demo gives" in (REPO / "docs/pipeline.md").read_text()  # the section it names
+    assert claims_verdict({"claims": [claim("a", True)]}) == "All 1 claims hold on this run."
