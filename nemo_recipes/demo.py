@@ -18,6 +18,7 @@ resumes: run the command again after an interruption.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
@@ -45,6 +46,9 @@ BASE_DATA = ("sns_demo/base.jsonl", "general/base.jsonl")
 BASE_TABLES = ("sns_demo", "general")
 CHAT_DATA = "toy_chat/train.jsonl"
 """General chat the base model also trains on (and its tokenizer is trained on)."""
+BUILD_THREADS = 2
+"""CPU threads of the base model's SFT, whatever the caller's OMP_NUM_THREADS: the thread count sets
+how float sums split, so the weights are bit-identical only at the count they were built with."""
 
 
 def write_base_data(out: Path) -> Path:
@@ -66,8 +70,8 @@ def write_base_data(out: Path) -> Path:
     return out
 
 
-def _child(cmd: list[str], log: Path, what: str, verbose: bool) -> None:
-    code = ChildRunner(verbose).run([sys.executable, "-m", "nemo_recipes.cli", *cmd], log)
+def _child(cmd: list[str], log: Path, what: str, verbose: bool, env: dict[str, str] | None = None) -> None:
+    code = ChildRunner(verbose).run([sys.executable, "-m", "nemo_recipes.cli", *cmd], log, env)
     if code != 0:
         raise SystemExit(code if code == STOPPED else f"[demo] {what} failed ({code}): see {log}")
 
@@ -91,7 +95,8 @@ def build_base(out: Path, work: Path, verbose: bool = False) -> Path:
     log = work / "sft" / "log.txt"
     log.parent.mkdir(parents=True, exist_ok=True)
     print(f"[demo] base model: SFT from random weights (log: {log})", flush=True)
-    _child(["sft", str(recipe), *(a for o in overrides for a in ("--set", o))], log, "SFT", verbose)
+    threads = {**os.environ, "OMP_NUM_THREADS": str(BUILD_THREADS)}
+    _child(["sft", str(recipe), *(a for o in overrides for a in ("--set", o))], log, "SFT", verbose, threads)
     checkpoint = latest_checkpoint(work / "sft" / "checkpoints")
     if checkpoint is None:
         raise SystemExit(f"[demo] the base SFT left no checkpoint: see {log}")
@@ -106,6 +111,7 @@ def build_base(out: Path, work: Path, verbose: bool = False) -> Path:
         "overrides": [o.replace(str(work), "WORK") for o in overrides],
         "seed": cfg.seed,
         "train_steps": cfg.sft.train_steps,
+        "threads": BUILD_THREADS,
         "data": {name: file_digest(resolve_asset(name, "data")) for name in (*BASE_DATA, CHAT_DATA)},
         "tokenizer": {"sha256": file_digest(tokenizer / "tokenizer.json")},
         "weights": {"dtype": "bfloat16", "sha256": weight_digests(export)},

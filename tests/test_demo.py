@@ -59,13 +59,14 @@ def test_a_changed_weight_file_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.slow
 def test_the_base_rebuilds_from_its_recipe(tmp_path: Path) -> None:
-    """`redone demo --build-base` from the shipped data and recipe (about 7 minutes on 2 cores). The
-    weights are compared with the shipped ones: equal on the machine that built them; on another CPU
-    or torch build the float sums may round differently, which this test then reports."""
+    """`redone demo --build-base` from the shipped data and recipe (about 5 minutes on 2 cores), from a
+    process with one OMP thread (the tests' environment): the build's SFT runs at its own thread count
+    (`BUILD_THREADS`), so the weights equal the shipped ones on the machine that built them; on another
+    CPU or torch build the float sums may round differently, which this test then reports."""
     out = tmp_path / "base"
     run_cli(["demo", "--build-base", str(out), "--run-dir", str(tmp_path / "work")], timeout=3600)
     rebuilt = json.loads((out / "provenance.json").read_text(encoding="utf-8"))
-    for key in ("recipe", "seed", "train_steps", "data", "tokenizer"):
+    for key in ("recipe", "seed", "train_steps", "threads", "data", "tokenizer"):
         assert rebuilt[key] == provenance()[key], key
     assert rebuilt["weights"] == provenance()["weights"]
 

@@ -33,9 +33,9 @@ class ChildRunner:
         for s in (signal.SIGTERM, signal.SIGUSR1):
             signal.signal(s, self._forward)
 
-    def run(self, cmd: list[str], log_path: Path) -> int:
-        """Run `cmd` to its end (its output appended to `log_path`); returns its exit code, or STOPPED
-        without starting it when a stop came first."""
+    def run(self, cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> int:
+        """Run `cmd` to its end (its output appended to `log_path`; `env`: its environment, default
+        this process's); returns its exit code, or STOPPED without starting it when a stop came first."""
         if self.stopped:
             return STOPPED
         with open(log_path, "a", encoding="utf-8") as log:
@@ -43,7 +43,7 @@ class ChildRunner:
             log.flush()
             out = None if self.verbose else log
             self._child = subprocess.Popen(
-                cmd, stdout=out, stderr=None if self.verbose else subprocess.STDOUT
+                cmd, stdout=out, stderr=None if self.verbose else subprocess.STDOUT, env=env
             )
             try:
                 code = self._child.wait()
