@@ -74,18 +74,19 @@ def predict(
     prompts: Sequence[Prompt],
     generation: GenerationConfig,
     out: Path,
+    done: dict[str, list[str]],
     batch_size: int,
     seed: int,
     progress: bool = True,
 ) -> dict[str, list[str]]:
     """Responses for every prompt (key -> its `generation.num_generations_per_prompt` texts),
-    generating only those not already in `out`.
+    generating only those not in `done` (what `read_predictions` found in `out`), appending them to
+    `out` and adding them to `done`.
 
     A stop signal (when the caller installed the handlers) ends it after the current batch is saved:
     `preemption.Stopped`.
     """
     check_unique(prompts)
-    done = read_predictions(out, generation.num_generations_per_prompt)
     todo = [p for p in prompts if item_key(p) not in done]
     bar = tqdm(total=len(prompts), initial=len(prompts) - len(todo), desc="eval", disable=not progress)
     with out.open("a", encoding="utf-8") as f:

@@ -101,7 +101,7 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
     checked = check_eval_input(model, cfg)
     table = checked.table
     predictions = out / "predictions.jsonl"
-    read_predictions(predictions, generation.num_generations_per_prompt)  # saved under another k: refused
+    done = read_predictions(predictions, generation.num_generations_per_prompt)  # another k: refused
     claim_out_dir(out, model)  # the input is checked: only now is anything written
     hf_dir = hf_model_dir(model, out, *stated_model_sources(cfg.model))
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
@@ -117,6 +117,7 @@ def run_eval(model: Path, cfg: RunConfig, out: Path, label: str | None = None, p
                 prompts,
                 generation,
                 predictions,
+                done,
                 ev.batch_size,
                 cfg.seed,
                 progress,
